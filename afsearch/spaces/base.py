@@ -1,0 +1,54 @@
+"""The one interface every search space offers to every strategy.
+
+Genotypes are JSON values (str, int, float, bool, None, list, dict) so checkpoints load in a
+fresh process without pickled classes."""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+from afsearch.candidate import Candidate
+
+Genotype = Any  # a JSON-serialisable value
+
+
+class SearchSpace(ABC):
+    name: str
+    #: names of continuous parameters (for Optuna); empty for purely structural spaces
+    continuous: dict[str, tuple[float, float]] = {}
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> Genotype: ...
+
+    @abstractmethod
+    def mutate(self, genotype: Genotype, rng: random.Random) -> Genotype: ...
+
+    def crossover(
+        self, a: Genotype, b: Genotype, rng: random.Random
+    ) -> tuple[Genotype, Genotype]:
+        raise NotImplementedError(f"space {self.name!r} has no crossover")
+
+    @property
+    def has_crossover(self) -> bool:
+        return type(self).crossover is not SearchSpace.crossover
+
+    def enumerate(self) -> Iterator[Genotype]:
+        raise NotImplementedError(f"space {self.name!r} is not finite")
+
+    @property
+    def is_finite(self) -> bool:
+        return type(self).enumerate is not SearchSpace.enumerate
+
+    @abstractmethod
+    def size(self) -> int | None:
+        """Number of genotypes, or None when unbounded."""
+
+    @abstractmethod
+    def to_candidate(self, genotype: Genotype) -> Candidate: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Summary for `afsearch spaces`: size, primitives, parameters."""
+        return {"name": self.name, "size": self.size()}
