@@ -1,0 +1,119 @@
+"""`afsearch show` and `afsearch export` for a formula or a reference activation.
+
+Both commands also take a run (``show RUN ID``, ``export RUN --top K | --id ID``); those forms
+are served by afsearch.cli.run_cmds when a run is given."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from afsearch.compile.export import FORMATS, export_activation, parse_formats
+from afsearch.errors import ConfigError
+from afsearch.expr import canonical_form, fingerprint, parse, screen, to_latex, to_string
+from afsearch.expr.tree import Expr
+from afsearch.reference import get_reference
+
+
+def add_formula_source(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--expr", metavar="FORMULA", help="a formula in x, e.g. 'x * sigmoid(beta * x)'")
+    group.add_argument("--ref", metavar="NAME", help="a reference activation, e.g. gelu, swish, crrelu")
+
+
+def formula_from_args(args: argparse.Namespace) -> tuple[Expr, str]:
+    """(expression, suggested name) from --expr or --ref."""
+    if args.ref:
+        ref = get_reference(args.ref)
+        return parse(ref.formula), ref.name
+    if args.expr is not None:
+        return parse(args.expr), "activation"
+    raise ConfigError("give a formula with --expr FORMULA or a reference with --ref NAME")
+
+
+def describe_formula(expr: Expr) -> dict[str, object]:
+    verdict = screen(expr)
+    canon = canonical_form(expr)
+    return {
+        "formula": to_string(expr),
+        "canonical": canon.text,
+        "canonical_simplified": canon.simplified,
+        "latex": to_latex(expr),
+        "fingerprint": fingerprint(expr),
+        "parameters": expr.params(),
+        "depth": expr.depth,
+        "size": expr.size,
+        "screen": verdict.to_json(),
+    }
+
+
+def _show(args: argparse.Namespace) -> int:
+    if args.run is not None:
+        from afsearch.cli import run_cmds
+
+        return run_cmds.show_candidate(args)
+    info = describe_formula(formula_from_args(args)[0])
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    screen_info = info["screen"]
+    print(f"formula      {info['formula']}")
+    print(f"canonical    {info['canonical']}" + ("" if info["canonical_simplified"] else "  (structural)"))
+    print(f"latex        {info['latex']}")
+    print(f"fingerprint  {info['fingerprint']}")
+    params = info["parameters"] or {}
+    print("parameters   " + (", ".join(f"{k}={v:g}" for k, v in params.items()) or "none"))  # type: ignore[union-attr]
+    verdict = "pass" if screen_info["passed"] else f"reject: {screen_info['reason']}"  # type: ignore[index]
+    print(f"screen       {verdict}")
+    for key, value in screen_info["stats"].items():  # type: ignore[index]
+        print(f"  {key:<26} {value:.6g}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.run is not None:
+        from afsearch.cli import run_cmds
+
+        return run_cmds.export_run(args)
+    expr, name = formula_from_args(args)
+    formats = parse_formats(args.format)
+    written = export_activation(expr, args.output, args.name or name, formats)
+    for fmt, path in written.items():
+        print(f"{fmt:<12} {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    show = sub.add_parser(
+        "show",
+        help="describe a formula, a reference activation, or a candidate of a run",
+        description="Print canonical form, LaTeX, fingerprint and screening verdict.",
+        epilog="examples:\n  afsearch show --expr 'max(x, sigmoid(x))'\n  afsearch show --ref gelu"
+        "\n  afsearch show runs/demo 12",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show.add_argument("run", nargs="?", help="run directory or name (to show one of its candidates)")
+    show.add_argument("id", nargs="?", help="candidate id within the run")
+    add_formula_source(show)
+    show.add_argument("--runs-dir", default="runs", help="where runs live (default: runs/)")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.set_defaults(handler=_show)
+
+    export = sub.add_parser(
+        "export",
+        help="write an activation as a Python module, TorchScript and torch.export files",
+        description="Export a formula, reference activation or a run's winners.",
+        epilog="examples:\n  afsearch export --ref swish -o out/\n"
+        "  afsearch export --expr 'x * tanh(softplus(x))' --format python,pt2 -o out/\n"
+        "  afsearch export runs/demo --top 3 -o out/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("run", nargs="?", help="run directory or name (to export its candidates)")
+    add_formula_source(export)
+    export.add_argument("--top", type=int, help="with a run: export the best K candidates")
+    export.add_argument("--id", dest="candidate_id", help="with a run: export this candidate")
+    export.add_argument("--format", default=",".join(FORMATS), help=f"comma list of {', '.join(FORMATS)} (default: all)")
+    export.add_argument("-o", "--output", default="exports", help="output directory (default: exports/)")
+    export.add_argument("--name", help="file and class name stem (default: reference name or 'activation')")
+    export.add_argument("--runs-dir", default="runs", help="where runs live (default: runs/)")
+    export.set_defaults(handler=_export)

@@ -1,0 +1,246 @@
+"""The primitive registry: every operator is defined once, here, with all of its forms.
+
+Each primitive carries
+- ``torch``: a source template for code generation (``{0}``, ``{1}`` are argument variables);
+  the generated module imports nothing but torch, so templates only use ``torch.*``;
+- ``numpy``: a float64 numpy implementation with the same numeric guard (fingerprints, tests);
+- ``sympy``: a function building the symbolic form (canonical form, LaTeX cross-checks);
+- ``latex``: a LaTeX template;
+- ``guard``: a short human description of the numeric protection, if any.
+
+Guards keep candidates finite where the naive formula is not: division protects a near-zero
+denominator, ``log`` takes ``log(|x| + eps)``, ``exp``-like ops clamp their argument, ``sqrt``
+takes ``sqrt(|x|)``. The same guard appears in torch and numpy forms so both agree exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+from scipy import special as sps
+
+EPS = 1e-7
+#: exp(x) is evaluated as exp(min(x, EXP_CLAMP)); exp(80) ~ 5.5e34 still fits in float32
+EXP_CLAMP = 80.0
+LEAKY_SLOPE = 0.01
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+
+@dataclass(frozen=True)
+class Primitive:
+    name: str
+    arity: int
+    torch: str
+    numpy: Callable[..., np.ndarray]
+    sympy: Callable[..., sp.Expr]
+    latex: str
+    guard: str = ""
+    #: which published search-space lists include it (documentation and space validation)
+    families: tuple[str, ...] = ()
+
+    def torch_source(self, *args: str) -> str:
+        return self.torch.format(*args)
+
+    def latex_source(self, *args: str) -> str:
+        return self.latex.format(*args)
+
+
+def _np_sigmoid(a: np.ndarray) -> np.ndarray:
+    return sps.expit(a)
+
+
+def _np_softplus(a: np.ndarray) -> np.ndarray:
+    # torch.nn.functional.softplus: x for x > 20, log1p(exp(x)) otherwise
+    return np.where(a > 20.0, a, np.log1p(np.exp(np.minimum(a, 20.0))))
+
+
+def _np_exp(a: np.ndarray) -> np.ndarray:
+    return np.exp(np.minimum(a, EXP_CLAMP))
+
+
+def _np_protected_den(b: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(b) < EPS, np.where(b < 0, -EPS, EPS), b)
+
+
+def _np_erf(a: np.ndarray) -> np.ndarray:
+    return sps.erf(a)
+
+
+def _np_sinc(a: np.ndarray) -> np.ndarray:
+    # unnormalised sinc sin(x)/x, as in the Swish paper; torch.sinc is the normalised one
+    safe = np.where(a == 0, 1.0, a)
+    return np.where(a == 0, 1.0, np.sin(safe) / safe)
+
+
+def _sym_sigmoid(a: sp.Expr) -> sp.Expr:
+    return 1 / (1 + sp.exp(-a))
+
+
+def _sym_softplus(a: sp.Expr) -> sp.Expr:
+    return sp.log(1 + sp.exp(a))
+
+
+def _sym_relu(a: sp.Expr) -> sp.Expr:
+    return sp.Max(a, 0)
+
+
+def _sym_elu(a: sp.Expr) -> sp.Expr:
+    return sp.Max(a, 0) + sp.Min(0, sp.exp(a) - 1)
+
+
+def _sym_gelu(a: sp.Expr) -> sp.Expr:
+    return a / 2 * (1 + sp.erf(a / sp.sqrt(2)))
+
+
+_PRIMS: list[Primitive] = [
+    # --- unary, Swish paper list (identity, beta*x and x+beta are compositions) -------------
+    Primitive("neg", 1, "-{0}", lambda a: -a, lambda a: -a, "-{0}", families=("swish", "aquasurf", "gp")),
+    Primitive("abs", 1, "torch.abs({0})", np.abs, sp.Abs, r"\left|{0}\right|", families=("swish", "aquasurf", "gp")),
+    Primitive("square", 1, "{0} * {0}", np.square, lambda a: a**2, r"\left({0}\right)^{{2}}", families=("swish", "aquasurf")),
+    Primitive("cube", 1, "{0} * {0} * {0}", lambda a: a**3, lambda a: a**3, r"\left({0}\right)^{{3}}", families=("swish",)),
+    Primitive(
+        "sqrt", 1, "torch.sqrt(torch.abs({0}) + 1e-07)", lambda a: np.sqrt(np.abs(a) + EPS),
+        lambda a: sp.sqrt(sp.Abs(a)), r"\sqrt{{\left|{0}\right|}}", "sqrt(|x| + 1e-7): finite gradient at 0", ("swish",),
+    ),
+    Primitive(
+        "log", 1, "torch.log(torch.abs({0}) + 1e-07)", lambda a: np.log(np.abs(a) + EPS),
+        lambda a: sp.log(sp.Abs(a)), r"\log\left(\left|{0}\right| + \epsilon\right)", "log(|x| + 1e-7)", ("swish",),
+    ),
+    Primitive(
+        "exp", 1, "torch.exp(torch.clamp({0}, max=80.0))", _np_exp, sp.exp, r"e^{{{0}}}",
+        "exp(min(x, 80))", ("swish", "aquasurf"),
+    ),
+    Primitive("sin", 1, "torch.sin({0})", np.sin, sp.sin, r"\sin\left({0}\right)", families=("swish", "gp")),
+    Primitive("cos", 1, "torch.cos({0})", np.cos, sp.cos, r"\cos\left({0}\right)", families=("swish", "gp")),
+    Primitive(
+        "sinh", 1, "torch.sinh(torch.clamp({0}, min=-80.0, max=80.0))", lambda a: np.sinh(np.clip(a, -80, 80)),
+        sp.sinh, r"\sinh\left({0}\right)", "argument clamped to [-80, 80]", ("swish", "aquasurf"),
+    ),
+    Primitive(
+        "cosh", 1, "torch.cosh(torch.clamp({0}, min=-80.0, max=80.0))", lambda a: np.cosh(np.clip(a, -80, 80)),
+        sp.cosh, r"\cosh\left({0}\right)", "argument clamped to [-80, 80]", ("swish", "aquasurf"),
+    ),
+    Primitive("tanh", 1, "torch.tanh({0})", np.tanh, sp.tanh, r"\tanh\left({0}\right)", families=("swish", "aquasurf")),
+    Primitive("asinh", 1, "torch.asinh({0})", np.arcsinh, sp.asinh, r"\operatorname{{asinh}}\left({0}\right)", families=("swish", "aquasurf")),
+    Primitive("atan", 1, "torch.atan({0})", np.arctan, sp.atan, r"\arctan\left({0}\right)", families=("swish", "aquasurf")),
+    Primitive(
+        "sinc", 1,
+        "torch.where({0} == 0, torch.ones_like({0}), torch.sin({0}) / torch.where({0} == 0, torch.ones_like({0}), {0}))",
+        _np_sinc, lambda a: sp.sin(a) / a, r"\operatorname{{sinc}}\left({0}\right)", "sin(x)/x with sinc(0) = 1",
+        ("swish",),
+    ),
+    Primitive("relu", 1, "torch.relu({0})", lambda a: np.maximum(a, 0.0), _sym_relu, r"\max\left({0}, 0\right)", families=("swish", "aquasurf")),
+    Primitive("sigmoid", 1, "torch.sigmoid({0})", _np_sigmoid, _sym_sigmoid, r"\sigma\left({0}\right)", families=("swish", "aquasurf")),
+    Primitive(
+        "softplus", 1, "torch.nn.functional.softplus({0})", _np_softplus, _sym_softplus,
+        r"\log\left(1 + e^{{{0}}}\right)", "linear above 20", ("swish", "aquasurf"),
+    ),
+    Primitive(
+        "gauss", 1, "torch.exp(-({0} * {0}))", lambda a: np.exp(-np.square(a)), lambda a: sp.exp(-(a**2)),
+        r"e^{{-\left({0}\right)^{{2}}}}", families=("swish",),
+    ),
+    Primitive("erf", 1, "torch.erf({0})", _np_erf, sp.erf, r"\operatorname{{erf}}\left({0}\right)", families=("swish", "aquasurf")),
+    # --- unary, AQuaSurF additions -------------------------------------------------------------
+    Primitive(
+        "recip", 1, "1.0 / torch.where(torch.abs({0}) < 1e-07, torch.where({0} < 0, -1e-07 * torch.ones_like({0}), 1e-07 * torch.ones_like({0})), {0})",
+        lambda a: 1.0 / _np_protected_den(a), lambda a: 1 / a, r"\frac{{1}}{{{0}}}", "|denominator| >= 1e-7",
+        ("aquasurf",),
+    ),
+    Primitive("erfc", 1, "torch.erfc({0})", lambda a: sps.erfc(a), sp.erfc, r"\operatorname{{erfc}}\left({0}\right)", families=("aquasurf",)),
+    Primitive(
+        "expm1", 1, "torch.expm1(torch.clamp({0}, max=80.0))", lambda a: np.expm1(np.minimum(a, EXP_CLAMP)),
+        lambda a: sp.exp(a) - 1, r"e^{{{0}}} - 1", "exp(min(x, 80)) - 1", ("aquasurf",),
+    ),
+    Primitive(
+        "log_sigmoid", 1, "torch.nn.functional.logsigmoid({0})", lambda a: -_np_softplus(-a),
+        lambda a: -sp.log(1 + sp.exp(-a)), r"\log\sigma\left({0}\right)", families=("aquasurf",),
+    ),
+    Primitive(
+        "elu", 1, "torch.nn.functional.elu({0})", lambda a: np.where(a > 0, a, np.expm1(np.minimum(a, 0.0))),
+        _sym_elu, r"\operatorname{{elu}}\left({0}\right)", families=("aquasurf",),
+    ),
+    Primitive(
+        "selu", 1, "torch.nn.functional.selu({0})",
+        lambda a: SELU_SCALE * np.where(a > 0, a, SELU_ALPHA * np.expm1(np.minimum(a, 0.0))),
+        lambda a: SELU_SCALE * (sp.Max(a, 0) + sp.Min(0, SELU_ALPHA * (sp.exp(a) - 1))),
+        r"\operatorname{{selu}}\left({0}\right)", families=("aquasurf",),
+    ),
+    Primitive(
+        "silu", 1, "torch.nn.functional.silu({0})", lambda a: a * _np_sigmoid(a), lambda a: a * _sym_sigmoid(a),
+        r"{0}\,\sigma\left({0}\right)", families=("aquasurf",),
+    ),
+    Primitive(
+        "softsign", 1, "torch.nn.functional.softsign({0})", lambda a: a / (1 + np.abs(a)), lambda a: a / (1 + sp.Abs(a)),
+        r"\frac{{{0}}}{{1 + \left|{0}\right|}}", families=("aquasurf",),
+    ),
+    Primitive(
+        "hard_sigmoid", 1, "torch.nn.functional.hardsigmoid({0})", lambda a: np.clip(a / 6 + 0.5, 0.0, 1.0),
+        lambda a: sp.Min(sp.Max(a / 6 + sp.Rational(1, 2), 0), 1), r"\operatorname{{hardsigmoid}}\left({0}\right)",
+        families=("aquasurf",),
+    ),
+    Primitive(
+        "mish", 1, "torch.nn.functional.mish({0})", lambda a: a * np.tanh(_np_softplus(a)),
+        lambda a: a * sp.tanh(_sym_softplus(a)), r"\operatorname{{mish}}\left({0}\right)", families=("aquasurf",),
+    ),
+    Primitive(
+        "gelu", 1, "torch.nn.functional.gelu({0})", lambda a: 0.5 * a * (1 + sps.erf(a / np.sqrt(2.0))), _sym_gelu,
+        r"\operatorname{{gelu}}\left({0}\right)", families=("aquasurf",),
+    ),
+    Primitive(
+        "leaky_relu", 1, "torch.nn.functional.leaky_relu({0}, 0.01)", lambda a: np.where(a >= 0, a, LEAKY_SLOPE * a),
+        lambda a: sp.Max(a, 0) + sp.Rational(1, 100) * sp.Min(a, 0), r"\operatorname{{leakyrelu}}\left({0}\right)",
+        families=("aquasurf",),
+    ),
+    Primitive(
+        "hardtanh", 1, "torch.clamp({0}, min=-1.0, max=1.0)", lambda a: np.clip(a, -1.0, 1.0),
+        lambda a: sp.Min(sp.Max(a, -1), 1), r"\operatorname{{hardtanh}}\left({0}\right)", families=("aquasurf",),
+    ),
+    Primitive(
+        "relu6", 1, "torch.clamp({0}, min=0.0, max=6.0)", lambda a: np.clip(a, 0.0, 6.0),
+        lambda a: sp.Min(sp.Max(a, 0), 6), r"\operatorname{{relu6}}\left({0}\right)", families=("aquasurf",),
+    ),
+    Primitive(
+        "hardswish", 1, "torch.nn.functional.hardswish({0})", lambda a: a * np.clip(a + 3, 0.0, 6.0) / 6,
+        lambda a: a * sp.Min(sp.Max(a + 3, 0), 6) / 6, r"\operatorname{{hardswish}}\left({0}\right)",
+        families=("aquasurf",),
+    ),
+    # --- binary --------------------------------------------------------------------------------
+    Primitive("add", 2, "{0} + {1}", np.add, lambda a, b: a + b, "{0} + {1}", families=("swish", "aquasurf", "gp")),
+    Primitive("sub", 2, "{0} - {1}", np.subtract, lambda a, b: a - b, "{0} - {1}", families=("swish", "aquasurf", "gp")),
+    Primitive("mul", 2, "{0} * {1}", np.multiply, lambda a, b: a * b, r"{0} \cdot {1}", families=("swish", "aquasurf", "gp")),
+    Primitive(
+        "div", 2,
+        "{0} / torch.where(torch.abs({1}) < 1e-07, torch.where({1} < 0, -1e-07 * torch.ones_like({1}), 1e-07 * torch.ones_like({1})), {1})",
+        lambda a, b: a / _np_protected_den(b), lambda a, b: a / b, r"\frac{{{0}}}{{{1}}}", "|denominator| >= 1e-7",
+        ("swish", "aquasurf"),
+    ),
+    Primitive("max", 2, "torch.maximum({0}, {1})", np.maximum, sp.Max, r"\max\left({0}, {1}\right)", families=("swish", "aquasurf")),
+    Primitive("min", 2, "torch.minimum({0}, {1})", np.minimum, sp.Min, r"\min\left({0}, {1}\right)", families=("swish", "aquasurf")),
+    Primitive(
+        "pow", 2, "torch.pow(torch.abs({0}) + 1e-07, {1})", lambda a, b: np.power(np.abs(a) + EPS, b),
+        lambda a, b: sp.Abs(a) ** b, r"\left|{0}\right|^{{{1}}}", "|base| + 1e-7", ("aquasurf",),
+    ),
+]
+
+PRIMITIVES: dict[str, Primitive] = {p.name: p for p in _PRIMS}
+UNARY: tuple[str, ...] = tuple(p.name for p in _PRIMS if p.arity == 1)
+BINARY: tuple[str, ...] = tuple(p.name for p in _PRIMS if p.arity == 2)
+
+#: Names a trainable constant may take: Greek letter names, optionally with a digit or
+#: ``_suffix`` (``beta``, ``beta2``, ``eps_1``). ``lambda`` is excluded (a Python keyword);
+#: write ``lam`` instead.
+PARAMETER_BASE_NAMES: tuple[str, ...] = (
+    "alpha", "beta", "gamma", "delta", "epsilon", "eps", "zeta", "eta", "theta", "iota",
+    "kappa", "lam", "mu", "nu", "xi", "rho", "sigma", "tau", "phi", "chi", "psi", "omega",
+)
+
+
+def get_primitive(name: str) -> Primitive:
+    try:
+        return PRIMITIVES[name]
+    except KeyError:
+        raise KeyError(f"unknown primitive {name!r}; allowed: {', '.join(sorted(PRIMITIVES))}") from None

@@ -1,0 +1,91 @@
+"""Reference activations by name, written in the expression language (REFERENCE §8).
+
+Every search is compared against these; they also seed populations. Names are lower-case;
+``reference_formula`` accepts any case and a few common aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from afsearch.errors import ExpressionError
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str
+    formula: str
+    description: str
+
+
+_SQRT2 = "1.4142135623730951"
+_PI = "3.141592653589793"
+
+_REFS = [
+    Reference("relu", "relu(x)", "max(0, x)"),
+    Reference("leaky_relu", "max(x, 0.01 * x)", "x if x >= 0 else 0.01 x"),
+    Reference("elu", "max(x, 0) + min(exp(x) - 1, 0)", "x if x > 0 else exp(x) - 1"),
+    Reference(
+        "selu",
+        "1.0507009873554805 * (max(x, 0) + min(1.6732632423543772 * (exp(x) - 1), 0))",
+        "scaled ELU with the self-normalising constants",
+    ),
+    Reference("gelu", f"0.5 * x * (1 + erf(x / {_SQRT2}))", "x * Phi(x), erf form"),
+    Reference(
+        "gelu_tanh",
+        "0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x^3)))",
+        "GELU, tanh approximation",
+    ),
+    Reference("silu", "x * sigmoid(x)", "SiLU = Swish with beta = 1"),
+    Reference("swish", "x * sigmoid(beta * x)", "Swish with trainable beta (init 1)"),
+    Reference("mish", "x * tanh(softplus(x))", "Mish"),
+    Reference("softplus", "softplus(x)", "log(1 + exp(x)), stable form"),
+    Reference("hardswish", "x * min(max(x + 3, 0), 6) / 6", "x * relu6(x + 3) / 6"),
+    Reference("squared_relu", "relu(x)^2", "relu(x)^2"),
+    Reference("golu", "x * exp(-exp(-x))", "Gompertz linear unit"),
+    Reference("xsilu", "x * ((1 + 2 * alpha[0]) * sigmoid(x) - alpha[0])", "xSiLU, alpha trainable"),
+    Reference("xgelu", f"x * (0.5 + (0.5 + alpha[0]) * erf(x / {_SQRT2}))", "xGELU, alpha trainable"),
+    Reference("xatlu", f"x * (0.5 + (1 + 2 * alpha[0]) * atan(x) / {_PI})", "xATLU, alpha trainable"),
+    Reference("crrelu", "relu(x) + eps[0.01] * x * exp(-x^2 / 2)", "EAFO correction of ReLU, eps trainable"),
+    Reference(
+        "pau",
+        "(alpha0[0.02996348] + alpha1[0.61690165] * x + alpha2[2.37539147] * x^2"
+        " + alpha3[3.06608078] * x^3 + alpha4[1.52474449] * (x^2)^2 + alpha5[0.25281987] * x * (x^2)^2)"
+        " / (1 + abs(beta1[1.19160814] * x + beta2[4.40811795] * x^2 + beta3[0.91111034] * x^3"
+        " + beta4[0.34885983] * (x^2)^2))",
+        "Pade activation unit (5,4), safe form, initialised to fit ReLU",
+    ),
+    Reference(
+        "aglu",
+        "x * (max(lam, 0.0001) * exp(-kappa * x) + 1)^(-1 / max(lam, 0.0001))",
+        "x * APA(x), lambda clamped >= 1e-4, kappa and lambda trainable (init 1)",
+    ),
+    Reference(
+        "polyrelu",
+        "omega1[0.3333333333333333] * relu(x) + omega2[0.3333333333333333] * relu(x)^2"
+        " + omega3[0.3333333333333333] * relu(x)^3 + beta[0]",
+        "sum_i w_i relu(x)^i + b, w init 1/3",
+    ),
+    Reference("tanh", "tanh(x)", "tanh"),
+    Reference("sigmoid", "sigmoid(x)", "logistic sigmoid"),
+]
+
+REFERENCES: dict[str, Reference] = {r.name: r for r in _REFS}
+_ALIASES = {"leakyrelu": "leaky_relu", "squaredrelu": "squared_relu", "relu2": "squared_relu",
+            "pau54": "pau", "gelu_erf": "gelu", "hard_swish": "hardswish"}
+
+#: the baselines every evaluation compares against by default
+DEFAULT_BASELINES = ("relu", "gelu", "silu", "tanh", "elu")
+
+
+def get_reference(name: str) -> Reference:
+    key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in REFERENCES:
+        raise ExpressionError(
+            f"unknown reference activation {name!r}; allowed: {', '.join(sorted(REFERENCES))}"
+        )
+    return REFERENCES[key]
+
+
+def reference_formula(name: str) -> str:
+    return get_reference(name).formula

@@ -1,0 +1,61 @@
+"""Finding runs by name and summarising every run in a runs directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from afsearch.errors import RunStoreError
+from afsearch.store._records import Counts, LeaderboardEntry
+from afsearch.store._store import DB_FILE, RunStore
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    name: str
+    path: Path
+    state: str  # running, interrupted, created, finished, stopped, or "unreadable"
+    counts: Counts | None
+    best: LeaderboardEntry | None  # top of the leaderboard, if anything has a finite score
+    error: str | None = None  # why the run is unreadable
+
+
+def resolve_run(run: str | os.PathLike[str], runs_dir: str | os.PathLike[str] = "runs") -> Path:
+    """RUN as given on the command line: a run directory's path, or a run name under runs_dir."""
+    as_path = Path(run)
+    if as_path.is_dir():
+        return as_path
+    in_runs = Path(runs_dir) / run
+    if in_runs.is_dir():
+        return in_runs
+    names = [p.name for p in _run_dirs(Path(runs_dir))]
+    available = f"available runs: {', '.join(names)}" if names else f"{runs_dir} holds no runs"
+    raise RunStoreError(
+        f"no run {str(run)!r}: not a directory, nor a run name in {runs_dir} ({available})"
+    )
+
+
+def list_runs(runs_dir: str | os.PathLike[str] = "runs") -> list[RunSummary]:
+    """Every run in runs_dir, by name. Reads only, so it works while searches are running; a
+    broken run is listed as "unreadable" with the reason instead of stopping the listing."""
+    summaries = []
+    for path in _run_dirs(Path(runs_dir)):
+        try:
+            with RunStore.open(path, "ro") as store:
+                best = store.leaderboard(top=1)
+                summaries.append(
+                    RunSummary(path.name, path, store.state, store.counts(), next(iter(best), None))
+                )
+        except RunStoreError as e:
+            summaries.append(RunSummary(path.name, path, "unreadable", None, None, str(e)))
+    return summaries
+
+
+def _run_dirs(runs_dir: Path) -> list[Path]:
+    if not runs_dir.is_dir():
+        return []
+    return sorted(
+        p for p in runs_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / DB_FILE).exists()
+    )  # fmt: skip
