@@ -16,7 +16,7 @@ import numpy as np
 
 from afsearch.expr.primitives import PRIMITIVES
 from afsearch.expr.printers import evaluate_numpy, to_latex, to_string
-from afsearch.expr.tree import CONST, PARAM, X, Expr
+from afsearch.expr.tree import CONST, PARAM, Expr, X
 
 
 @dataclass(frozen=True)

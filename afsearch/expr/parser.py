@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from afsearch.errors import ExpressionError
 from afsearch.expr.primitives import PARAMETER_BASE_NAMES, PRIMITIVES
-from afsearch.expr.tree import CONST, MAX_DEPTH, MAX_SIZE, PARAM, X, Expr
+from afsearch.expr.tree import CONST, MAX_DEPTH, MAX_SIZE, PARAM, Expr, X
 
 MAX_LENGTH = 4000
 
@@ -32,7 +32,7 @@ _TOKEN = re.compile(
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<op>\*\*|[-+*/^(),\[\]]))"
 )
-_PARAM_NAME = re.compile(r"^(?:%s)(?:\d+|_[A-Za-z0-9]+)?$" % "|".join(PARAMETER_BASE_NAMES))
+_PARAM_NAME = re.compile("^(?:" + "|".join(PARAMETER_BASE_NAMES) + r")(?:\d+|_[A-Za-z0-9]+)?$")
 
 
 def is_parameter_name(name: str) -> bool:

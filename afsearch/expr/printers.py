@@ -9,7 +9,7 @@ import numpy as np
 import sympy as sp
 
 from afsearch.expr.primitives import PRIMITIVES
-from afsearch.expr.tree import CONST, PARAM, X, Expr
+from afsearch.expr.tree import CONST, PARAM, Expr, X
 
 _INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2)}
 _ATOM = 5

@@ -1,0 +1,5 @@
+import sys
+
+from afsearch.cli import main
+
+sys.exit(main())

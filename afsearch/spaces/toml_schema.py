@@ -1,0 +1,166 @@
+"""Small validation helpers shared by every search-space TOML loader.
+
+Each check raises `SpaceError` with one message format,
+
+    <file>: key '<dotted.key>': <problem>; allowed: <values>
+
+so a user learns which file, which key and what to write instead. Keys are dotted paths from
+the table passed in (usually the whole document): `require(doc, "limits.max_nodes", int, path)`.
+
+    doc = load_toml(path)
+    check_keys(doc, "", {"name", "kind", "limits"}, path)
+    check_keys(doc, "limits", {"max_nodes"}, path)
+    max_nodes = require(doc, "limits.max_nodes", int, path, minimum=1)
+    ops = require(doc, "ops", list, path, items=str, allowed=KNOWN_OPS)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Collection, Iterable
+from pathlib import Path
+from typing import Any
+
+from afsearch.errors import SpaceError
+
+_MISSING = object()
+
+_TYPE_NAMES = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "table",
+}
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read and parse a TOML file; syntax errors name the file, line and column."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise SpaceError(f"{path}: cannot read space file: {err.strerror or err}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:  # the message ends "(at line L, column C)"
+        raise SpaceError(f"{path}: invalid TOML: {err}") from None
+
+
+def space_error(file: str | Path, key: str, problem: str, allowed: Any = None) -> SpaceError:
+    """The one message format; `allowed` is a description or a collection of values."""
+    message = f"{file}: key '{key}': {problem}"
+    if allowed is not None:
+        message += f"; allowed: {_describe(allowed)}"
+    return SpaceError(message)
+
+
+def require(
+    table: dict[str, Any],
+    key: str,
+    type_: type,
+    file: str | Path,
+    allowed: Collection[Any] | None = None,
+    *,
+    items: type | None = None,
+    minimum: float | None = None,
+) -> Any:
+    """The value at dotted `key`, checked: its type (`float` accepts integers), membership in
+    `allowed` (for a list: every item), `items` type for lists, and `minimum` for numbers."""
+    value = _lookup(table, key, file)
+    if value is _MISSING:
+        raise space_error(
+            file, key, "missing", allowed if allowed is not None else _TYPE_NAMES[type_]
+        )
+    return _check(value, key, type_, file, allowed, items, minimum)
+
+
+def optional(
+    table: dict[str, Any],
+    key: str,
+    type_: type,
+    file: str | Path,
+    default: Any,
+    allowed: Collection[Any] | None = None,
+    *,
+    items: type | None = None,
+    minimum: float | None = None,
+) -> Any:
+    """Like `require`, but a missing key gives `default` (returned unchecked)."""
+    value = _lookup(table, key, file)
+    if value is _MISSING:
+        return default
+    return _check(value, key, type_, file, allowed, items, minimum)
+
+
+def check_keys(
+    table: dict[str, Any], key: str, allowed_keys: Iterable[str], file: str | Path
+) -> None:
+    """Reject keys of the table at dotted `key` ("" for the top level) not in `allowed_keys`."""
+    sub = table if key == "" else _lookup(table, key, file)
+    if sub is _MISSING:
+        return
+    if not isinstance(sub, dict):
+        raise space_error(file, key, f"expected a table, got {_show(sub)}", "table")
+    allowed_keys = sorted(allowed_keys)
+    for name in sub:
+        if name not in allowed_keys:
+            raise space_error(file, _join(key, name), "unknown key", allowed_keys)
+
+
+def _lookup(table: dict[str, Any], key: str, file: str | Path) -> Any:
+    value: Any = table
+    walked = ""
+    for part in key.split("."):
+        if not isinstance(value, dict):
+            raise space_error(file, walked, f"expected a table, got {_show(value)}", "table")
+        walked = _join(walked, part)
+        if part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _check(value, key, type_, file, allowed, items, minimum) -> Any:
+    value = _typed(value, type_, key, file)
+    if items is not None:
+        value = [_typed(item, items, f"{key}[{i}]", file) for i, item in enumerate(value)]
+    if allowed is not None:
+        for i, item in enumerate(value if type_ is list else [value]):
+            if item not in allowed:
+                where = f"{key}[{i}]" if type_ is list else key
+                raise space_error(file, where, f"unknown value {_show(item)}", allowed)
+    if minimum is not None and value < minimum:
+        raise space_error(
+            file, key, f"{value} is below the minimum", f"{type_.__name__} >= {minimum}"
+        )
+    return value
+
+
+def _typed(value: Any, type_: type, key: str, file: str | Path) -> Any:
+    if type_ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, type_) and not (isinstance(value, bool) and type_ is not bool):
+        return value
+    raise space_error(
+        file, key, f"expected {_TYPE_NAMES[type_]}, got {_show(value)}", _TYPE_NAMES[type_]
+    )
+
+
+def _show(value: Any) -> str:
+    kind = next(
+        (name for t, name in _TYPE_NAMES.items() if isinstance(value, t)), type(value).__name__
+    )
+    return f"{kind} {value!r}" if not isinstance(value, dict | list) else kind
+
+
+def _describe(allowed: Any) -> str:
+    if isinstance(allowed, str):
+        return allowed
+    if isinstance(allowed, set | frozenset):
+        allowed = sorted(allowed)
+    return ", ".join(str(v) for v in allowed)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
