@@ -49,6 +49,11 @@ class SearchSpace(ABC):
     @abstractmethod
     def to_candidate(self, genotype: Genotype) -> Candidate: ...
 
+    def seeds(self) -> list[Genotype]:
+        """Genotypes of well-known members (e.g. reference activations expressed in this
+        space) that a strategy may evaluate first. Empty by default."""
+        return []
+
     def describe(self) -> dict[str, Any]:
         """Summary for `afsearch spaces`: size, primitives, parameters."""
         return {"name": self.name, "size": self.size()}

@@ -1,0 +1,157 @@
+"""The strategy interface: a strategy proposes genotypes and learns from their outcomes.
+
+A strategy knows nothing of workers, tasks or the store. The search engine calls
+
+    proposal = strategy.ask()          # None: nothing to propose until some results arrive
+    ...train it somewhere...
+    strategy.tell(proposal, outcome)   # in any order (asynchronous workers)
+
+and snapshots ``strategy.state()`` (JSON only) after every ask and tell, so a resumed search
+continues with exactly the same random stream and population. Outcomes of failed, rejected
+and non-finite evaluations carry ``score = -inf``: they always rank worst, never "best"."""
+
+from __future__ import annotations
+
+import math
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from afsearch.spaces.base import Genotype, SearchSpace
+
+
+@dataclass
+class Proposal:
+    """A genotype to evaluate. ``key`` identifies it within the strategy (e.g. an Optuna trial
+    number); ``origin`` says how it was made (sample, mutation, crossover, seed, enumerate,
+    tpe, ...); ``parents`` are keys of the parents. All fields are JSON values."""
+
+    genotype: Genotype
+    key: int
+    origin: str = "sample"
+    parents: list[int] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "genotype": self.genotype,
+            "key": self.key,
+            "origin": self.origin,
+            "parents": list(self.parents),
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Proposal:
+        return cls(data["genotype"], int(data["key"]), data.get("origin", "sample"),
+                   list(data.get("parents", [])), dict(data.get("extra", {})))
+
+
+@dataclass
+class Outcome:
+    """What a strategy learns about one proposal.
+
+    score: the main objective, higher is better; -inf for failed/rejected/non-finite.
+    objectives: for multi-objective strategies (higher is better each), e.g. accuracy per task
+    or (accuracy, -activation cost); failed ones are all -inf.
+    status: "done" | "rejected" | "failed"; intermediate: [(step, value)] validation curve
+    points (what Optuna pruners consume)."""
+
+    score: float
+    objectives: list[float] = field(default_factory=list)
+    status: str = "done"
+    intermediate: list[tuple[int, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.score = finite_or_worst(self.score)
+        self.objectives = [finite_or_worst(v) for v in self.objectives] or [self.score]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"score": _json_float(self.score), "objectives": [_json_float(v) for v in self.objectives],
+                "status": self.status, "intermediate": [list(p) for p in self.intermediate]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        return cls(_from_json_float(data["score"]), [_from_json_float(v) for v in data.get("objectives", [])],
+                   data.get("status", "done"), [(int(s), float(v)) for s, v in data.get("intermediate", [])])
+
+
+def finite_or_worst(value: float | None) -> float:
+    """NaN, None and +inf become -inf: a non-finite result is always the worst."""
+    if value is None:
+        return -math.inf
+    value = float(value)
+    return value if math.isfinite(value) else -math.inf
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else "-inf"
+
+
+def _from_json_float(value: float | str) -> float:
+    return -math.inf if value == "-inf" else float(value)
+
+
+def rng_state(rng: random.Random) -> list[Any]:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(rng: random.Random, state: list[Any]) -> None:
+    version, internal, gauss = state
+    rng.setstate((version, tuple(internal), gauss))
+
+
+class Strategy(ABC):
+    """Base class. Subclasses implement ask/tell and their own state (JSON)."""
+
+    name: str = "strategy"
+    #: True when the strategy handles several objectives (Outcome.objectives)
+    multi_objective: bool = False
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        rng: random.Random,
+        seeds: list[Genotype] | None = None,
+        **options: Any,
+    ) -> None:
+        self.space = space
+        self.rng = rng
+        #: genotypes proposed first (e.g. the reference activations expressed in the space)
+        self.seeds = list(seeds or [])
+        self.options = options
+        self.next_key = 0
+
+    def new_key(self) -> int:
+        key = self.next_key
+        self.next_key += 1
+        return key
+
+    @abstractmethod
+    def ask(self) -> Proposal | None:
+        """The next genotype to evaluate, or None when waiting for results / exhausted."""
+
+    @abstractmethod
+    def tell(self, proposal: Proposal, outcome: Outcome) -> None:
+        """Record the outcome of an earlier proposal (any order)."""
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the strategy can never propose anything again (finite space done)."""
+        return False
+
+    def best(self) -> tuple[Genotype, float] | None:
+        """The best genotype seen (never a non-finite one) and its score."""
+        return None
+
+    # -- persistence -------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: JSON values only."""
+        return {"rng": rng_state(self.rng), "next_key": self.next_key, "seeds": self.seeds}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.rng, state["rng"])
+        self.next_key = int(state["next_key"])
+        self.seeds = list(state.get("seeds", []))
