@@ -41,6 +41,28 @@ class Candidate:
     def is_layer(self) -> bool:
         return self.kind == LAYER
 
+    def fingerprint(self) -> str:
+        """Functional fingerprint: equal fingerprints are trained once (see afsearch.expr)."""
+        if self.kind == LAYER:
+            from afsearch.spaces.evonorm import LayerGraph
+
+            return "L" + LayerGraph.from_json(json.loads(self.spec)).fingerprint()
+        from afsearch.expr import fingerprint, parse
+
+        return fingerprint(parse(self.spec))
+
+    def describe(self, canonical_timeout_s: float = 0.2) -> tuple[str, str]:
+        """(readable formula, canonical form) for the store and the leaderboard."""
+        if self.kind == LAYER:
+            from afsearch.spaces.evonorm import LayerGraph
+
+            formula = LayerGraph.from_json(json.loads(self.spec)).formula()
+            return formula, formula
+        from afsearch.expr import canonical_form, parse, to_string
+
+        expr = parse(self.spec)
+        return to_string(expr), canonical_form(expr, canonical_timeout_s).text
+
     def activation_factory(self) -> Callable[[], nn.Module]:
         """A zero-argument factory returning a fresh activation module (own parameters)."""
         if self.kind != ACTIVATION:

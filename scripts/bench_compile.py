@@ -45,14 +45,23 @@ def sample_formulas(n: int, seed: int) -> list[Expr]:
     return out
 
 
-def fwd_bwd_seconds(module: torch.nn.Module, x: torch.Tensor, reps: int) -> float:
-    best = float("inf")
-    for _ in range(reps + 2):  # 2 warm-up runs (the profiling executor specialises on them)
-        xi = x.detach().requires_grad_(True)
-        t0 = time.perf_counter()
-        module(xi).sum().backward()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _once(module: torch.nn.Module, x: torch.Tensor) -> float:
+    xi = x.detach().requires_grad_(True)
+    t0 = time.perf_counter()
+    module(xi).sum().backward()
+    return time.perf_counter() - t0
+
+
+def fwd_bwd_seconds(eager: torch.nn.Module, scripted: torch.nn.Module, x: torch.Tensor, reps: int) -> tuple[float, float]:
+    """Best-of-reps seconds for each, measured interleaved so machine noise hits both alike."""
+    for _ in range(3):  # warm-up: the profiling executor specialises during the first calls
+        _once(eager, x)
+        _once(scripted, x)
+    best_e = best_s = float("inf")
+    for _ in range(reps):
+        best_e = min(best_e, _once(eager, x))
+        best_s = min(best_s, _once(scripted, x))
+    return best_e, best_s
 
 
 def main() -> None:
@@ -87,8 +96,7 @@ def main() -> None:
     eager_total = scripted_total = 0.0
     for expr in usable:
         compiled = cache.compile(expr)
-        t_eager = fwd_bwd_seconds(compiled.new_module(), x, args.reps)
-        t_script = fwd_bwd_seconds(compiled.new_scripted(), x, args.reps)
+        t_eager, t_script = fwd_bwd_seconds(compiled.new_module(), compiled.new_scripted(), x, args.reps)
         eager_total += t_eager
         scripted_total += t_script
         ratios.append(t_eager / t_script)

@@ -42,9 +42,11 @@ def train_packed(
     epochs: int = 5,
     batch_size: int = 128,
     lr: float = 1e-2,
+    device: str | torch.device = "cpu",
 ) -> list[dict[str, float]]:
     """Train one in-h-h-classes MLP per (activation, seed) together; returns, per candidate,
-    {"loss": test cross-entropy, "accuracy": test accuracy, "seconds": shared wall time}."""
+    {"loss": test cross-entropy, "accuracy": test accuracy, "seconds": shared wall time}.
+    Tensors may live anywhere; the pack trains on `device`."""
     if len(activations) != len(seeds) or not activations:
         raise ValueError("need one seed per activation, and at least one")
     start = time.perf_counter()
@@ -53,6 +55,10 @@ def train_packed(
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     sizes = [x_train.shape[1], hidden, hidden, classes]
     params = [p for a, b in zip(sizes, sizes[1:], strict=False) for p in _init(gens, a, b)]
+    # initialised on the CPU from per-candidate generators (same weights on any device)
+    params = [p.detach().to(device).requires_grad_() for p in params]
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    x_test, y_test = x_test.to(device), y_test.to(device)
     opt = torch.optim.Adam(params, lr=lr)
 
     def forward(x: Tensor) -> Tensor:  # x: [K, B, in] -> logits [K, B, classes]
@@ -65,7 +71,7 @@ def train_packed(
 
     n = x_train.shape[0]
     for _ in range(epochs):
-        order = torch.stack([torch.randperm(n, generator=g) for g in gens])  # [K, n]
+        order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # [K, n]
         for lo in range(0, n, batch_size):
             idx = order[:, lo : lo + batch_size]
             logits = forward(x_train[idx])

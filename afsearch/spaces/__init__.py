@@ -1,1 +1,88 @@
+"""Search spaces: TOML files in `search_spaces/` interpreted by one module per `kind`.
 
+    space = load_space("swish")                # a shipped space, by name
+    space = load_space("my_spaces/tiny.toml")  # or any space file
+    genotype = space.sample(random.Random(0))
+    candidate = space.to_candidate(genotype)
+
+Kinds: swish (Swish-paper core units), gp (DEAP trees), eafo (base + Hermite corrections),
+parametric (one formula with tuned constants), evonorm (normalization-activation layers).
+Every space implements `afsearch.spaces.base.SearchSpace`."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from afsearch.errors import SpaceError
+from afsearch.spaces.base import Genotype, SearchSpace
+from afsearch.spaces.toml_schema import load_toml, require
+
+#: the folder holding the shipped space files (repository root, next to `afsearch/`)
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+
+#: kind -> (module, loader function); modules are imported on first use (gp imports DEAP)
+KINDS: dict[str, tuple[str, str]] = {
+    "swish": ("afsearch.spaces.swish", "load_swish_space"),
+    "gp": ("afsearch.spaces.gp", "load_gp_space"),
+    "eafo": ("afsearch.spaces.eafo", "load_eafo_space"),
+    "parametric": ("afsearch.spaces.parametric", "load_parametric_space"),
+    "evonorm": ("afsearch.spaces.evonorm", "load_evonorm_space"),
+}
+
+
+def list_spaces() -> dict[str, Path]:
+    """Shipped spaces: name (file stem) -> path, sorted by name."""
+    if not SPACES_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(SPACES_DIR.glob("*.toml"))}
+
+
+def space_path(name_or_path: str | Path) -> Path:
+    """The file for a shipped space name, or the given path when it names a file."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    shipped = list_spaces()
+    if path.suffix == ".toml" or path.parent != Path(".") or path.is_file():
+        if path.is_file():
+            return path
+        if path.parent == Path(".") and path.stem in shipped:  # "swish.toml" means the shipped one
+            return shipped[path.stem]
+        raise SpaceError(f"{path}: no such space file")
+    if text not in shipped:
+        raise SpaceError(
+            f"unknown search space {text!r}; allowed: {', '.join(shipped) or '(none shipped)'}"
+            " or a path to a .toml space file"
+        )
+    return shipped[text]
+
+
+def space_kind(path: str | Path) -> str:
+    """The `kind` key of a space file, checked against the known kinds."""
+    return require(load_toml(path), "kind", str, path, allowed=list(KINDS))
+
+
+def loader(kind: str) -> Callable[[str | Path], SearchSpace]:
+    module, function = KINDS[kind]
+    return getattr(importlib.import_module(module), function)
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """Load a shipped space by name (see `list_spaces`) or any space file by path; dispatches
+    on the file's `kind`. Malformed files raise `SpaceError` naming the file, key and allowed
+    values."""
+    path = space_path(name_or_path)
+    return loader(space_kind(path))(path)
+
+
+__all__ = [
+    "KINDS",
+    "SPACES_DIR",
+    "Genotype",
+    "SearchSpace",
+    "list_spaces",
+    "load_space",
+    "space_kind",
+    "space_path",
+]

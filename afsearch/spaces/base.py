@@ -19,6 +19,8 @@ class SearchSpace(ABC):
     name: str
     #: names of continuous parameters (for Optuna); empty for purely structural spaces
     continuous: dict[str, tuple[float, float]] = {}
+    #: categorical parameters (for Optuna) next to the continuous ones, name -> choices
+    choices: dict[str, list[Any]] = {}
 
     @abstractmethod
     def sample(self, rng: random.Random) -> Genotype: ...
@@ -53,6 +55,11 @@ class SearchSpace(ABC):
         """Genotypes of well-known members (e.g. reference activations expressed in this
         space) that a strategy may evaluate first. Empty by default."""
         return []
+
+    def from_params(self, params: dict[str, Any]) -> Genotype:
+        """The genotype for a dict of values of `continuous` (and `choices`) parameters, as an
+        Optuna trial suggests them; only spaces with continuous parameters implement it."""
+        raise NotImplementedError(f"space {self.name!r} has no continuous parameters")
 
     def describe(self) -> dict[str, Any]:
         """Summary for `afsearch spaces`: size, primitives, parameters."""

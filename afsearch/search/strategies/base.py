@@ -12,12 +12,16 @@ and non-finite evaluations carry ``score = -inf``: they always rank worst, never
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from afsearch.errors import ConfigError
 from afsearch.spaces.base import Genotype, SearchSpace
 
 
@@ -66,6 +70,9 @@ class Outcome:
     def __post_init__(self) -> None:
         self.score = finite_or_worst(self.score)
         self.objectives = [finite_or_worst(v) for v in self.objectives] or [self.score]
+        if self.status != "done":  # whatever numbers came with it, a failure ranks worst
+            self.score = -math.inf
+            self.objectives = [-math.inf] * len(self.objectives)
 
     def to_json(self) -> dict[str, Any]:
         return {"score": _json_float(self.score), "objectives": [_json_float(v) for v in self.objectives],
@@ -91,6 +98,43 @@ def _json_float(value: float) -> float | str:
 
 def _from_json_float(value: float | str) -> float:
     return -math.inf if value == "-inf" else float(value)
+
+
+def genotype_id(genotype: Genotype) -> str:
+    """A genotype as canonical JSON text: equal genotypes, equal text (for syntactic dedupe)."""
+    return json.dumps(genotype, sort_keys=True, separators=(",", ":"))
+
+
+@contextlib.contextmanager
+def deap_random(rng: random.Random) -> Iterator[None]:
+    """Run a block that draws from Python's global `random` (DEAP's selection and variation
+    operators do) deterministically: the global generator is seeded from one draw of `rng` for
+    the block and its previous state is restored afterwards. A strategy driven by one
+    `random.Random` is then reproducible and resumable (its rng state is in its JSON state).
+    Not thread-safe: do not run strategies of one process in several threads."""
+    saved = random.getstate()
+    random.seed(rng.getrandbits(64))
+    try:
+        yield
+    finally:
+        random.setstate(saved)
+
+
+def make_entry(proposal: Proposal, outcome: Outcome, age: int) -> dict[str, Any]:
+    """A population member: genotype, key, score, objectives, status and age (birth order or
+    generation). Scores may be -inf; `entries_to_json` makes a list of them JSON."""
+    return {"genotype": proposal.genotype, "key": proposal.key, "score": outcome.score,
+            "objectives": list(outcome.objectives), "status": outcome.status, "age": age}
+
+
+def entries_to_json(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**e, "score": _json_float(e["score"]), "objectives": [_json_float(v) for v in e["objectives"]]}
+            for e in entries]
+
+
+def entries_from_json(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**e, "score": _from_json_float(e["score"]),
+             "objectives": [_from_json_float(v) for v in e["objectives"]]} for e in data]
 
 
 def rng_state(rng: random.Random) -> list[Any]:
@@ -123,6 +167,8 @@ class Strategy(ABC):
         self.seeds = list(seeds or [])
         self.options = options
         self.next_key = 0
+        #: the best finite result told so far: {"genotype", "key", "score"} (None before)
+        self.best_entry: dict[str, Any] | None = None
 
     def new_key(self) -> int:
         key = self.next_key
@@ -144,14 +190,48 @@ class Strategy(ABC):
 
     def best(self) -> tuple[Genotype, float] | None:
         """The best genotype seen (never a non-finite one) and its score."""
-        return None
+        if self.best_entry is None:
+            return None
+        return self.best_entry["genotype"], self.best_entry["score"]
+
+    def should_stop(self, proposal: Proposal, intermediate: list[tuple[int, float]]) -> bool:
+        """Whether a running evaluation should stop early, given its validation curve so far
+        (a strategy with a pruner answers; the default never stops anything)."""
+        return False
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+    def resolve_options(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """`self.options` over `defaults`; an unknown option is a `ConfigError` naming the
+        allowed ones."""
+        unknown = sorted(set(self.options) - set(defaults))
+        if unknown:
+            raise ConfigError(
+                f"strategy {self.name!r}: unknown option(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(defaults)) or '(none)'}"
+            )
+        return {**defaults, **self.options}
+
+    def seed_proposal(self) -> Proposal | None:
+        """The next seed (removed from `self.seeds`) as a proposal, or None when none is left."""
+        if not self.seeds:
+            return None
+        return Proposal(self.seeds.pop(0), self.new_key(), "seed")
+
+    def record(self, proposal: Proposal, outcome: Outcome) -> None:
+        """Keep track of the best finite result (ties keep the earlier one)."""
+        if math.isfinite(outcome.score) and (
+            self.best_entry is None or outcome.score > self.best_entry["score"]
+        ):
+            self.best_entry = {"genotype": proposal.genotype, "key": proposal.key, "score": outcome.score}
 
     # -- persistence -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Everything needed to continue exactly: JSON values only."""
-        return {"rng": rng_state(self.rng), "next_key": self.next_key, "seeds": self.seeds}
+        return {"rng": rng_state(self.rng), "next_key": self.next_key, "seeds": self.seeds,
+                "best": self.best_entry}
 
     def restore(self, state: dict[str, Any]) -> None:
         set_rng_state(self.rng, state["rng"])
         self.next_key = int(state["next_key"])
         self.seeds = list(state.get("seeds", []))
+        self.best_entry = state.get("best")

@@ -1,0 +1,140 @@
+"""Observers of a running search: a live rich display, a JSON event stream, or silence."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from afsearch.search.engine import SearchEvent
+
+
+class JsonEvents:
+    """One JSON object per line on stdout (machine-readable progress)."""
+
+    def __call__(self, event: SearchEvent) -> None:
+        print(json.dumps(event.to_json(), default=str), flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class QuietEvents:
+    def __call__(self, event: SearchEvent) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LiveDisplay:
+    """Progress bar (evaluations done of budget, ETA), current best with its delta to the best
+    baseline, rejections by stage and busy workers. Falls back to plain lines when stdout is
+    not a terminal."""
+
+    def __init__(self, budget: int, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=False)
+        self.budget = budget
+        self.progress = Progress(
+            TextColumn("[bold]evaluations"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.task_id = self.progress.add_task("search", total=budget)
+        self.best: tuple[float, str] | None = None
+        self.baselines: dict[str, float] = {}
+        self.rejections: Counter[str] = Counter()
+        self.failures = 0
+        self.cache_hits = 0
+        self.done = 0
+        self.in_flight = 0
+        self.capacity = 0
+        self.live: Live | None = None
+        self.interactive = self.console.is_terminal
+        self._last_plain = 0.0
+
+    def _render(self) -> Group:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        best_baseline = max(self.baselines.values()) if self.baselines else None
+        if self.best:
+            delta = "" if best_baseline is None else f"  ({self.best[0] - best_baseline:+.4f} vs best baseline)"
+            table.add_row("best", f"{self.best[0]:.4f}  {self.best[1]}{delta}")
+        if self.baselines:
+            table.add_row("baselines", "  ".join(f"{k} {v:.4f}" for k, v in sorted(self.baselines.items(), key=lambda kv: -kv[1])))
+        rejected = ", ".join(f"{stage} {n}" for stage, n in self.rejections.most_common()) or "none"
+        table.add_row("rejected", rejected)
+        table.add_row("failed / cached", f"{self.failures} / {self.cache_hits}")
+        table.add_row("workers busy", f"{self.in_flight} of {self.capacity}")
+        return Group(self.progress, table)
+
+    def __call__(self, event: SearchEvent) -> None:
+        d = event.data
+        if event.kind == "start":
+            self.capacity = int(d.get("capacity", 0))
+            if self.interactive:
+                self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+                self.live.start()
+            else:
+                self.console.print(f"run {d['run']}: {self.budget} evaluations on {self.capacity} worker(s)")
+        elif event.kind == "baseline":
+            if d.get("score") is not None:
+                self.baselines[d.get("name") or d["formula"]] = float(d["score"])
+            self._plain(f"baseline {d.get('name')}: {d.get('score')}")
+        elif event.kind == "result":
+            self.done += 1
+            self.in_flight = int(d.get("in_flight", 0))
+            self.progress.update(self.task_id, completed=min(int(d.get("trained", 0)) - self.in_flight, self.budget))
+            if d["status"] == "done" and d.get("score") is not None:
+                if self.best is None or d["score"] > self.best[0]:
+                    self.best = (float(d["score"]), d["formula"])
+            elif d["status"] == "rejected":
+                self.rejections[d.get("stage") or "?"] += 1
+            else:
+                self.failures += 1
+            self._plain(f"[{self.done}/{self.budget}] {d['status']:<8} {d.get('score') or '':<8} {d['formula']}"
+                        + (f"  ({d['stage']}: {d['reason']})" if d["status"] != "done" else ""))
+        elif event.kind == "cache":
+            self.cache_hits += 1
+        elif event.kind in ("finish", "stop"):
+            self.progress.update(self.task_id, completed=min(int(d.get("trained", 0)), self.budget))
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def _plain(self, line: str) -> None:
+        if not self.interactive:
+            self.console.print(line, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.stop()
+            self.live = None
+
+
+def make_observer(mode: str, budget: int) -> Any:
+    if mode == "json":
+        return JsonEvents()
+    if mode == "quiet":
+        return QuietEvents()
+    return LiveDisplay(budget, Console(file=sys.stdout))
+
+
+def plain_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 3600:.1f} h"

@@ -1,0 +1,118 @@
+"""Reference activations under identical conditions, and the cost of an activation.
+
+Everything here is cached per process: the ReLU accuracy the quality gate compares with, the
+baseline results `delta_to_best_baseline` refers to, and ReLU's timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from afsearch.candidate import Candidate
+from afsearch.evaluate.result import EvalResult
+from afsearch.evaluate.tasks import Task, get_task
+from afsearch.evaluate.trainer import Recipe, train
+from afsearch.reference import reference_formula
+
+DEFAULT_BASELINES = ("relu", "gelu", "silu", "tanh", "elu")
+
+_GATE_CACHE: dict[tuple[Any, ...], float] = {}
+_BASELINE_CACHE: dict[tuple[Any, ...], dict[str, EvalResult]] = {}
+
+
+def relu_accuracy_at(task: Task, recipe: Recipe, seed: int, step: int,
+                     device: str | None = None, threads: int | None = 1) -> float:
+    """Validation accuracy of the default (ReLU) model after `step` of `recipe.steps` steps,
+    same seed; the run stops right after `step`, so this costs `step` steps once."""
+    key = (task.name, task.config, recipe, seed, step, device)
+    if key not in _GATE_CACHE:
+        seen: dict[int, float] = {}
+
+        def report(s: int, acc: float, loss: float) -> bool:
+            seen[s] = acc
+            return s < step
+
+        train(lambda: task.model(nn.ReLU), task.data, recipe, seed, report, [step],
+              device, threads)
+        _GATE_CACHE[key] = seen[step]
+    return _GATE_CACHE[key]
+
+
+def seed_list(seed: int | Sequence[int], seeds: int = 1) -> list[int]:
+    if isinstance(seed, int):
+        return [seed + i for i in range(seeds)]
+    return list(seed)
+
+
+def _key(task: Task, budget: int, seeds: list[int]) -> tuple[Any, ...]:
+    return (task.name, task.config, budget, tuple(seeds))
+
+
+def baseline_results(task: str | Task = "mnist1d-mlp", budget: int | None = None,
+                     seeds: int | Sequence[int] = 1, names: Sequence[str] = DEFAULT_BASELINES,
+                     task_config: Any = None, **kwargs: Any) -> dict[str, EvalResult]:
+    """Evaluate reference activations (no ladder) with the same budget and seeds as the
+    candidates; `seeds` is a count (seeds 0..n-1) or a list. Cached per process."""
+    from afsearch.evaluate.core import evaluate
+
+    task_obj = get_task(task, task_config)
+    budget = budget or task_obj.recipe.steps
+    seed_ids = seed_list(0, seeds) if isinstance(seeds, int) else list(seeds)
+    cache = _BASELINE_CACHE.setdefault(_key(task_obj, budget, seed_ids), {})
+    for name in names:
+        if name not in cache:
+            cand = Candidate.activation(reference_formula(name))
+            cache[name] = evaluate(cand, task_obj, budget=budget, seed=seed_ids, ladder=False,
+                                   **kwargs)
+    best = best_baseline(task_obj, budget, seed_ids)
+    for r in cache.values():
+        if r.ok and best is not None:
+            r.delta_to_best_baseline = r.mean_accuracy - best
+    return {name: cache[name] for name in names}
+
+
+def best_baseline(task: Task, budget: int, seeds: list[int]) -> float | None:
+    """Best mean accuracy among baselines computed so far for these conditions, if any."""
+    done = [r.mean_accuracy for r in _BASELINE_CACHE.get(_key(task, budget, seeds), {}).values()
+            if r.ok]
+    return max(done) if done else None
+
+
+# ---------------------------------------------------------------- activation cost
+def _time_pair(module: nn.Module, ref: nn.Module, shape: tuple[int, ...], reps: int = 10) -> float:
+    """Median of per-repetition time ratios module/ref, the two timed alternately on the same
+    tensor so machine noise hits both alike."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).requires_grad_(True)
+    grad = torch.ones(shape)
+
+    def once(m: nn.Module) -> float:
+        start = time.perf_counter()
+        m(x).backward(grad)
+        x.grad = None
+        return time.perf_counter() - start
+
+    ratios = []
+    for i in range(reps + 3):
+        t_module, t_ref = once(module), once(ref)
+        if i >= 3:  # warm-up
+            ratios.append(t_module / max(t_ref, 1e-9))
+    return sorted(ratios)[len(ratios) // 2]
+
+
+def activation_cost(candidate: Candidate, factory: Callable[..., nn.Module] | None = None) -> float:
+    """Forward+backward time of the activation (or layer, on NCHW) relative to ReLU's
+    (BatchNorm2d+ReLU's for layers), measured side by side on the same tensor."""
+    if candidate.is_layer:
+        shape: tuple[int, ...] = (32, 16, 16, 16)
+        module = (factory or candidate.layer_factory())(16)
+        ref: nn.Module = nn.Sequential(nn.BatchNorm2d(16), nn.ReLU())
+    else:
+        shape = (256, 1024)
+        module = (factory or candidate.activation_factory())()
+        ref = nn.ReLU()
+    return _time_pair(module, ref, shape)

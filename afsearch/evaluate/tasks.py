@@ -1,0 +1,314 @@
+"""Proxy tasks: a name, a frozen config dataclass, data held as tensors (built once per process
+and config) and a model builder taking the activation as a factory.
+
+Add a task by writing a config dataclass, a loader and a builder, and one `TaskSpec` line in
+`TASKS`."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from afsearch.candidate import Candidate
+from afsearch.errors import TaskError
+from afsearch.evaluate import models
+from afsearch.evaluate.models import ActFactory, NormActFactory
+from afsearch.evaluate.trainer import Data, Recipe, Split
+
+DEFAULT_TASK = "mnist1d-mlp"
+
+
+# ---------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class MNIST1DConfig:
+    hidden: tuple[int, ...] = (100, 100)  # MLP widths (mnist1d-mlp)
+    channels: int = 32  # conv width (mnist1d-cnn)
+    val_fraction: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    channels: int = 32
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class TabularConfig:
+    hidden: tuple[int, ...] = (32, 32)
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class TeacherStudentConfig:
+    """A random teacher MLP whose hidden activation is `planted` labels Gaussian inputs with
+    `n_out` real targets (regression, accuracy = R^2 clipped to [0, 1]); the student has the
+    same architecture and is trained with the candidate activation."""
+
+    planted: str = "sin(x)"
+    n_in: int = 4
+    hidden: tuple[int, ...] = (16,)
+    n_out: int = 2
+    gain: float = 2.0  # teacher weight std * sqrt(fan_in): pre-activations of std ~gain
+    n_train: int = 3000
+    n_val: int = 1000
+    n_test: int = 1000
+    teacher_seed: int = 0
+
+
+@dataclass(frozen=True)
+class CifarConfig:
+    data_dir: str | None = None
+    blocks: int = 1  # basic blocks per stage (3 = ResNet-20)
+    width: int = 16
+    n_train: int | None = None  # use a subset of the 45k training images (None: all)
+    val_size: int = 5000
+    split_seed: int = 0
+
+
+# ---------------------------------------------------------------- data loaders
+def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):  # noqa: ANN202
+    """Deterministic (rest, held-out) split; held-out has round(len*fraction) rows."""
+    perm = np.random.default_rng(seed).permutation(len(x))
+    k = int(round(len(x) * fraction))
+    return (x[perm[k:]], y[perm[k:]]), (x[perm[:k]], y[perm[:k]])
+
+
+def _tensors(xy: tuple[np.ndarray, np.ndarray], regression: bool = False) -> Split:
+    x, y = xy
+    y_t = torch.as_tensor(y, dtype=torch.float32 if regression else torch.long)
+    return Split(torch.as_tensor(x, dtype=torch.float32).contiguous(), y_t)
+
+
+def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    mean, std = train.mean(0), train.std(0) + 1e-8
+    return [(a - mean) / std for a in (train, *others)]
+
+
+def _load_mnist1d(cfg: MNIST1DConfig) -> Data:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:  # make_dataset reseeds the global RNGs; never call get_dataset() (it downloads)
+        raw = make_dataset(get_dataset_args())
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    train, val = _split(raw["x"], raw["y"], cfg.val_fraction, cfg.split_seed)
+    return Data(_tensors(train), _tensors(val), _tensors((raw["x_test"], raw["y_test"])))
+
+
+def _three_way(x: np.ndarray, y: np.ndarray, cfg: Any) -> Data:
+    rest, test = _split(x, y, cfg.test_fraction, cfg.split_seed)
+    train, val = _split(*rest, cfg.val_fraction / (1 - cfg.test_fraction), cfg.split_seed + 1)
+    xs = _standardise(train[0], val[0], test[0])
+    return Data(_tensors((xs[0], train[1])), _tensors((xs[1], val[1])),
+                _tensors((xs[2], test[1])))
+
+
+def _load_digits(cfg: DigitsConfig) -> Data:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]  # N x 1 x 8 x 8 in [0, 1]
+    rest, test = _split(x, d.target, cfg.test_fraction, cfg.split_seed)
+    train, val = _split(*rest, cfg.val_fraction / (1 - cfg.test_fraction), cfg.split_seed + 1)
+    return Data(_tensors(train), _tensors(val), _tensors(test))
+
+
+def _load_breast_cancer(cfg: TabularConfig) -> Data:
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    return _three_way(d.data.astype(np.float64), d.target, cfg)
+
+
+def teacher(cfg: TeacherStudentConfig) -> nn.Module:
+    """The teacher network (deterministic in cfg.teacher_seed)."""
+    gen = torch.Generator().manual_seed(cfg.teacher_seed)
+    act = Candidate.activation(cfg.planted).activation_factory()
+    net = models.mlp([cfg.n_in, *cfg.hidden, cfg.n_out], act)
+    with torch.no_grad():
+        for layer in net:
+            if isinstance(layer, nn.Linear):
+                std = cfg.gain / layer.in_features ** 0.5
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * std)
+                layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen) * 0.5)
+    return net.eval()
+
+
+def _load_teacher_student(cfg: TeacherStudentConfig) -> Data:
+    net = teacher(cfg)
+    gen = torch.Generator().manual_seed(cfg.teacher_seed + 1)
+    n = cfg.n_train + cfg.n_val + cfg.n_test
+    x = torch.randn(n, cfg.n_in, generator=gen)
+    with torch.no_grad():
+        y = net(x)
+    if not bool(torch.isfinite(y).all()):
+        raise TaskError(f"teacher with planted formula {cfg.planted!r} produces non-finite "
+                        "targets; choose a bounded or slower-growing formula or a lower gain")
+    y = (y - y[: cfg.n_train].mean(0)) / (y[: cfg.n_train].std(0) + 1e-8)
+    a, b = cfg.n_train, cfg.n_train + cfg.n_val
+    return Data(Split(x[:a], y[:a]), Split(x[a:b], y[a:b]), Split(x[b:], y[b:]),
+                regression=True)
+
+
+def _load_cifar(cfg: CifarConfig) -> Data:
+    from afsearch.evaluate._cifar import load_cifar10
+
+    (x, y), (xt, yt) = load_cifar10(cfg.data_dir)
+    val_fraction = min(cfg.val_size, len(x) // 5) / len(x)
+    (xtr, ytr), (xv, yv) = _split(x, y, val_fraction, cfg.split_seed)
+    if cfg.n_train:
+        xtr, ytr = xtr[: cfg.n_train], ytr[: cfg.n_train]
+    mean = xtr.reshape(len(xtr), 3, -1).mean((0, 2)).reshape(1, 3, 1, 1) / 255.0
+    std = xtr.reshape(len(xtr), 3, -1).std((0, 2)).reshape(1, 3, 1, 1) / 255.0 + 1e-8
+
+    def norm(a: np.ndarray) -> np.ndarray:
+        return ((a / 255.0 - mean) / std).astype(np.float32)
+
+    return Data(_tensors((norm(xtr), ytr)), _tensors((norm(xv), yv)),
+                _tensors((norm(xt), yt)))
+
+
+# ---------------------------------------------------------------- registry
+Builder = Callable[[Any, Data, ActFactory, NormActFactory | None], nn.Module]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    config: type
+    load: Callable[[Any], Data]
+    build: Builder
+    recipe: Recipe  # default training recipe; `budget` overrides recipe.steps
+    n_classes: int  # 0 for regression
+    layers: bool = False  # accepts norm_act (BatchNorm+activation replacements)
+    doc: str = ""
+
+
+def _n_in(data: Data) -> int:
+    return int(data.train.x.shape[1])
+
+
+def _n_out(data: Data) -> int:
+    if data.regression:
+        return int(data.train.y.shape[1])
+    return int(data.train.y.max()) + 1
+
+
+TASKS: dict[str, TaskSpec] = {
+    "mnist1d-mlp": TaskSpec(
+        MNIST1DConfig, _load_mnist1d,
+        lambda c, d, act, na: models.mlp([_n_in(d), *c.hidden, 10], act),
+        Recipe(steps=1200, batch_size=100, lr=3e-3), 10,
+        doc="MNIST-1D (offline generator), 40-100-100-10 MLP"),
+    "mnist1d-cnn": TaskSpec(
+        MNIST1DConfig, _load_mnist1d,
+        lambda c, d, act, na: models.cnn1d(_n_in(d), 10, act, na, c.channels),
+        Recipe(steps=600, batch_size=100, lr=3e-3), 10, layers=True,
+        doc="MNIST-1D, 3-layer 1-D conv net with BatchNorm"),
+    "digits-cnn": TaskSpec(
+        DigitsConfig, _load_digits,
+        lambda c, d, act, na: models.cnn2d(10, act, na, c.channels),
+        Recipe(steps=300, batch_size=64, lr=3e-3), 10, layers=True,
+        doc="scikit-learn 8x8 digits, small 2-D conv net with BatchNorm"),
+    "breast-cancer-mlp": TaskSpec(
+        TabularConfig, _load_breast_cancer,
+        lambda c, d, act, na: models.mlp([_n_in(d), *c.hidden, 2], act),
+        Recipe(steps=300, batch_size=64, lr=3e-3), 2,
+        doc="scikit-learn breast cancer (standardised), 30-32-32-2 MLP"),
+    "teacher-student": TaskSpec(
+        TeacherStudentConfig, _load_teacher_student,
+        lambda c, d, act, na: models.mlp([c.n_in, *c.hidden, c.n_out], act),
+        Recipe(steps=1000, batch_size=100, lr=1e-2, weight_decay=0.0), 0,
+        doc="regression on a random teacher MLP whose activation is the planted formula"),
+    "cifar10-resnet": TaskSpec(
+        CifarConfig, _load_cifar,
+        lambda c, d, act, na: models.resnet20(act, na, c.blocks, 10, c.width),
+        Recipe(steps=500, batch_size=128, lr=3e-3, warmup=50), 10, layers=True,
+        doc="CIFAR-10 from local python batches (config data_dir), ResNet-20-style"),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    config: Any
+    data: Data
+    recipe: Recipe
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TASKS[self.name]
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of a constant prediction (0 for regression's clipped R^2)."""
+        n = self.spec.n_classes
+        return 1.0 / n if n else 0.0
+
+    def model(self, act: ActFactory, norm_act: NormActFactory | None = None) -> nn.Module:
+        if norm_act is not None and not self.spec.layers:
+            raise TaskError(f"task {self.name} has no normalisation layers to replace; "
+                            f"layer candidates need one of {', '.join(layer_tasks())}")
+        return self.spec.build(self.config, self.data, act, norm_act)
+
+
+def layer_tasks() -> list[str]:
+    return [name for name, spec in TASKS.items() if spec.layers]
+
+
+def make_config(name: str, config: Any = None) -> Any:
+    """The task's config dataclass from None, a dict (keys checked) or an instance."""
+    spec = _spec(name)
+    if config is None:
+        return spec.config()
+    if isinstance(config, spec.config):
+        return config
+    if not isinstance(config, dict):
+        raise TaskError(f"task {name} config must be a dict or {spec.config.__name__}")
+    fields = {f.name: f for f in dataclasses.fields(spec.config)}
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        raise TaskError(f"task {name} config has unknown key(s) {', '.join(unknown)}; "
+                        f"allowed: {', '.join(fields)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    return spec.config(**values)
+
+
+def config_to_json(config: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(config).items()}
+
+
+def _spec(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise TaskError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+_DATA_CACHE: dict[tuple[Any, Any], Data] = {}
+
+
+def get_task(task: str | Task = DEFAULT_TASK, config: Any = None) -> Task:
+    """Resolve a task name (plus optional config) to a Task; data is built once per process
+    for each (name, config)."""
+    if isinstance(task, Task):
+        return task
+    spec = _spec(task)
+    cfg = make_config(task, config)
+    key = (spec.load, cfg)  # tasks sharing a loader and config share the data
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = spec.load(cfg)
+    return Task(task, cfg, _DATA_CACHE[key], spec.recipe)

@@ -1,0 +1,190 @@
+"""The proxy trainer: tensors already on the device, one plain loop, validation at fixed steps.
+
+It only trains and reports. Whoever wants to stop a run early (the rejection ladder, a pruner)
+passes `report(step, val_accuracy, val_loss) -> bool`; returning False stops the run."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+Report = Callable[[int, float, float], bool]
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True)
+class Data:
+    """train / validation (held out from the training data, used for selection) / test."""
+
+    train: Split
+    val: Split
+    test: Split
+    regression: bool = False  # targets are float vectors; accuracy is R^2 clipped to [0, 1]
+
+    def to(self, device: torch.device | str) -> Data:
+        if self.train.x.device == torch.device(device):
+            return self
+        return Data(self.train.to(device), self.val.to(device), self.test.to(device),
+                    self.regression)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: `steps` is the budget (optimizer steps, batches drawn epoch-wise)."""
+
+    steps: int = 1200
+    batch_size: int = 100
+    lr: float = 3e-3
+    optimizer: str = "adamw"  # or "sgd" (momentum 0.9, nesterov)
+    weight_decay: float = 0.01
+    warmup: int = 0  # linear warm-up steps before the cosine decay
+    eval_every: int = 0  # 0: validate only at the end (plus any steps the caller asks for)
+
+
+@dataclass
+class TrainResult:
+    val_accuracy: float
+    val_loss: float
+    test_accuracy: float
+    test_loss: float
+    steps: int  # optimizer steps actually taken
+    seconds: float
+    stopped_early: bool = False
+    diverged: bool = False  # the training loss became non-finite
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay,
+                                 foreach=True)
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, nesterov=True,
+                               weight_decay=recipe.weight_decay, foreach=True)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}; use 'adamw' or 'sgd'")
+
+
+def lr_at(step: int, recipe: Recipe) -> float:
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    span = max(1, recipe.steps - recipe.warmup)
+    return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * (step - recipe.warmup) / span))
+
+
+def loss_fn(regression: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return nn.functional.mse_loss if regression else nn.functional.cross_entropy
+
+
+@torch.no_grad()
+def measure(model: nn.Module, split: Split, regression: bool, chunk: int = 2000,
+            autocast=nullcontext) -> tuple[float, float]:
+    """(accuracy, loss) on a split; for regression accuracy is R^2 clipped to [0, 1].
+    Non-finite outputs give accuracy 0 and loss inf."""
+    was_training = model.training
+    model.eval()
+    with autocast():
+        out = torch.cat([model(split.x[i:i + chunk]) for i in range(0, len(split), chunk)])
+    out = out.float()
+    model.train(was_training)
+    if not bool(torch.isfinite(out).all()):
+        return 0.0, math.inf
+    loss = float(loss_fn(regression)(out, split.y))
+    if regression:
+        var = float(split.y.var(unbiased=False))
+        acc = min(1.0, max(0.0, 1.0 - loss / var)) if var > 0 else 0.0
+    else:
+        acc = float((out.argmax(1) == split.y).float().mean())
+    return acc, loss
+
+
+@contextmanager
+def cpu_threads(threads: int | None, device: torch.device | None = None) -> Iterator[None]:
+    """Run with `threads` intra-op CPU threads (None: leave as is), restored afterwards."""
+    old = torch.get_num_threads()
+    if threads and (device is None or device.type == "cpu"):
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def train(build_model: Callable[[], nn.Module], data: Data, recipe: Recipe, seed: int = 0,
+          report: Report | None = None, eval_steps: Sequence[int] = (),
+          device: str | None = None, threads: int | None = 1) -> TrainResult:
+    """Train a fresh model (built after seeding, so initialisation is reproducible) for
+    `recipe.steps` steps. Validation runs at every step in `eval_steps`, every
+    `recipe.eval_every` steps, and at the end; each is passed to `report`."""
+    dev = pick_device(device)
+    autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda"
+                else nullcontext)
+    with cpu_threads(threads, dev):
+        start = time.perf_counter()
+        data = data.to(dev)
+        torch.manual_seed(seed)
+        model = build_model().to(dev)
+        model.train()
+        opt = _make_optimizer(model, recipe)
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        criterion = loss_fn(data.regression)
+        checks = {s for s in eval_steps if 0 < s < recipe.steps}
+        if recipe.eval_every:
+            checks |= set(range(recipe.eval_every, recipe.steps, recipe.eval_every))
+        n, bs = len(data.train), min(recipe.batch_size, len(data.train))
+        order, pos = torch.empty(0, dtype=torch.long, device=dev), n
+        history: list[tuple[int, float, float]] = []
+        stopped = diverged = False
+        step = 0
+        while step < recipe.steps:
+            if pos + bs > n:
+                order, pos = torch.randperm(n, generator=gen, device=dev), 0
+            idx = order[pos:pos + bs]
+            pos += bs
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, recipe)
+            with autocast():
+                loss = criterion(model(data.train.x[idx]).float(), data.train.y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step in checks or step == recipe.steps:
+                if not math.isfinite(float(loss.detach())):
+                    diverged = True
+                    history.append((step, 0.0, math.inf))
+                    if report is not None:
+                        report(step, 0.0, math.inf)
+                    break
+                acc, vloss = measure(model, data.val, data.regression, autocast=autocast)
+                history.append((step, acc, vloss))
+                if report is not None and not report(step, acc, vloss) and step < recipe.steps:
+                    stopped = True
+                    break
+        test_acc, test_loss = measure(model, data.test, data.regression, autocast=autocast)
+        val_acc, val_loss = history[-1][1:] if history else (0.0, math.inf)
+        return TrainResult(val_acc, val_loss, test_acc, test_loss, step,
+                           time.perf_counter() - start, stopped, diverged, history)

@@ -1,0 +1,544 @@
+"""The search engine: strategy -> candidate -> store -> executor -> store -> strategy.
+
+    from afsearch import Search, SearchConfig
+    search = Search.create(SearchConfig(space="swish", task="mnist1d-mlp", budget=30))
+    summary = search.run()            # blocks; Ctrl-C stops cleanly and keeps the run resumable
+    search.leaderboard(top=5)
+    Search.resume("runs/<name>").run()
+
+The engine owns the loop and the bookkeeping; the strategy only proposes and learns, the
+executor only runs jobs, the evaluator only trains. After every proposal and every result the
+engine commits one transaction holding the store rows *and* a JSON snapshot of the strategy
+and of its own pending work, so a search killed at any point resumes from the last commit:
+in-flight evaluations are queued again, random streams continue where they were.
+
+Reproducibility: with ``backend="local"`` (serial), the same seed gives the same sequence of
+proposals and scores, interrupted or not. With Ray, each candidate's score is still
+deterministic for its seed on CPU, but results arrive in completion order, so an
+asynchronous strategy may see them in a different order and propose different candidates."""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from afsearch.candidate import Candidate
+from afsearch.errors import AfsearchError, ConfigError, RunStoreError
+from afsearch.evaluate.result import EvalResult
+from afsearch.execute import Executor, Job, JobResult, make_executor
+from afsearch.reference import get_reference
+from afsearch.search.config import SearchConfig
+from afsearch.search.seeding import derive_seed
+from afsearch.search.strategies.base import Outcome, Proposal, Strategy
+from afsearch.spaces import load_space
+from afsearch.spaces.base import SearchSpace
+from afsearch.store import LeaderboardEntry, RunStore, resolve_run
+
+BASELINE = "baseline"
+#: a strategy that keeps proposing known candidates is stopped after this many proposals per
+#: budgeted evaluation (small finite spaces, converged populations)
+MAX_PROPOSALS_PER_EVAL = 25
+STATE_VERSION = 1
+
+
+@dataclass
+class SearchEvent:
+    """What observers (progress display, JSON event stream) receive."""
+
+    kind: str  # start | baseline | result | cache | invalid | progress | stop | finish | validate
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, "time": time.time(), **self.data}
+
+
+@dataclass
+class SearchSummary:
+    run: Path
+    state: str  # finished | stopped
+    trained: int
+    proposals: int
+    cache_hits: int
+    best: LeaderboardEntry | None
+    best_baseline: float | None
+    elapsed_s: float
+
+
+def outcome_from_results(results: dict[str, EvalResult | None], objectives: list[str]) -> Outcome:
+    """Aggregate per-task results into what a strategy learns (None = failed outright)."""
+    ok = [r for r in results.values() if r is not None and r.ok and math.isfinite(r.mean_accuracy)]
+    if len(ok) != len(results):
+        statuses = [r.status if r is not None else "failed" for r in results.values()]
+        status = "failed" if "failed" in statuses else "rejected"
+        intermediate = _intermediate(next((r for r in results.values() if r is not None), None))
+        return Outcome(-math.inf, [-math.inf] * _n_objectives(objectives, len(results)), status, intermediate)
+    score = sum(r.mean_accuracy for r in ok) / len(ok)
+    objs: list[float] = []
+    for objective in objectives:
+        if objective == "accuracy":
+            objs.extend(r.mean_accuracy for r in ok)
+        elif objective == "cost":
+            cost = ok[0].activation_cost
+            objs.append(-cost if cost is not None and math.isfinite(cost) else -math.inf)
+        elif objective == "params":
+            objs.append(-float(ok[0].params))
+    return Outcome(score, objs, "done", _intermediate(ok[0]))
+
+
+def _n_objectives(objectives: list[str], n_tasks: int) -> int:
+    return sum(n_tasks if o == "accuracy" else 1 for o in objectives)
+
+
+def _intermediate(result: EvalResult | None) -> list[tuple[int, float]]:
+    if result is None:
+        return []
+    points = []
+    for stage in result.stages:
+        if stage.name == "quality" and "val_accuracy" in stage.stats and "step" in stage.stats:
+            points.append((int(stage.stats["step"]), float(stage.stats["val_accuracy"])))
+    if result.ok and result.per_seed:
+        points.append((result.budget, result.mean_accuracy))
+    return points
+
+
+class Search:
+    """A search bound to one run directory. Build with `create` or `resume`."""
+
+    def __init__(self, store: RunStore, config: SearchConfig, space: SearchSpace,
+                 strategy: Strategy, *, on_event: Callable[[SearchEvent], None] | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.space = space
+        self.strategy = strategy
+        self.on_event = on_event
+        self.train_seeds = [derive_seed(config.seed, "train", k) for k in range(config.seeds)]
+        self.steps = config.steps  # None: the task's default budget, resolved per task below
+        # engine state (persisted in every snapshot)
+        self.trained = 0
+        self.proposals = 0
+        self.cache_hits = 0
+        self.invalid = 0
+        self.elapsed_before = 0.0
+        self.pending: dict[int, dict[str, Any]] = {}  # eval_id -> {"kind", "task", "fp", "waiters"}
+        self.open_proposals: dict[int, dict[str, Any]] = {}  # key -> {"proposal", "results"}
+        self.baselines_submitted = False
+        self._stop = threading.Event()
+        self._jobs: dict[str, int] = {}  # job id -> eval id
+        self._started = time.monotonic()
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def create(cls, config: SearchConfig, runs_dir: str | Path = "runs", *,
+               on_event: Callable[[SearchEvent], None] | None = None) -> Search:
+        from afsearch.search.strategies import default_strategy_for, strategy_options
+
+        config.validate()
+        space = load_space(config.space)
+        strategy_name = config.strategy or default_strategy_for(space)
+        config.strategy = strategy_name
+        allowed = strategy_options(strategy_name)  # unknown names raise here, before any file exists
+        unknown = sorted(set(config.strategy_options) - set(allowed) - {"storage", "study_name"})
+        if unknown:
+            raise ConfigError(f"strategy {strategy_name!r} has no option(s) {', '.join(unknown)}; "
+                              f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+        _check_tasks(config)
+        name = config.name or f"{Path(config.space).stem}-{strategy_name}-{datetime.now():%Y%m%d-%H%M%S}"
+        config.name = name
+        path = Path(runs_dir) / name
+        store = RunStore.create(path, config.to_toml_dict())
+        try:
+            strategy = cls._make_strategy(config, space, store)
+            search = cls(store, config, space, strategy, on_event=on_event)
+            search.store.log(f"created run {name}: space={config.space} task={config.task} "
+                             f"strategy={strategy_name} budget={config.budget} seed={config.seed}")
+            search._snapshot()
+        except BaseException:
+            store.close()
+            raise
+        return search
+
+    @classmethod
+    def resume(cls, run: str | Path, runs_dir: str | Path = "runs", *,
+               on_event: Callable[[SearchEvent], None] | None = None,
+               overrides: dict[str, Any] | None = None) -> Search:
+        path = resolve_run(str(run), str(runs_dir))
+        store = RunStore.open(path, "rw")
+        try:
+            data = dict(store.config)
+            data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+            config = SearchConfig.from_dict(data, str(path / "config.toml"))
+            space = load_space(config.space)
+            strategy = cls._make_strategy(config, space, store)
+            search = cls(store, config, space, strategy, on_event=on_event)
+            snapshot = store.latest_state()
+            if snapshot is None:
+                raise RunStoreError(f"run {path} has no saved search state; it cannot be resumed")
+            search._restore(snapshot[1])
+            requeued = store.requeue_in_flight()
+            store.log(f"resumed; {len(requeued)} in-flight evaluation(s) queued again")
+        except BaseException:
+            store.close()
+            raise
+        return search
+
+    @staticmethod
+    def _make_strategy(config: SearchConfig, space: SearchSpace, store: RunStore) -> Strategy:
+        from afsearch.search.strategies import default_strategy_for, make_strategy
+
+        options = dict(config.strategy_options)
+        if config.strategy in ("tpe", "cmaes"):
+            options.setdefault("storage", store.optuna_storage)
+            options.setdefault("study_name", store.name)
+        seeds = space.seeds() if config.seed_population else []
+        rng = random.Random(derive_seed(config.seed, "strategy"))
+        return make_strategy(config.strategy or default_strategy_for(space), space, rng, seeds=seeds, **options)
+
+    # -- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "strategy": self.strategy.state(),
+            "trained": self.trained,
+            "proposals": self.proposals,
+            "cache_hits": self.cache_hits,
+            "invalid": self.invalid,
+            "elapsed_s": self.elapsed_s,
+            "pending": {str(k): v for k, v in self.pending.items()},
+            "open_proposals": {str(k): v for k, v in self.open_proposals.items()},
+            "baselines_submitted": self.baselines_submitted,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise RunStoreError(f"run {self.store.path} has search state version {state.get('version')}; "
+                                f"this afsearch reads version {STATE_VERSION}")
+        self.strategy.restore(state["strategy"])
+        self.trained = int(state["trained"])
+        self.proposals = int(state["proposals"])
+        self.cache_hits = int(state["cache_hits"])
+        self.invalid = int(state.get("invalid", 0))
+        self.elapsed_before = float(state["elapsed_s"])
+        self.pending = {int(k): v for k, v in state["pending"].items()}
+        self.open_proposals = {int(k): v for k, v in state["open_proposals"].items()}
+        self.baselines_submitted = bool(state["baselines_submitted"])
+
+    def _snapshot(self) -> None:
+        self.store.save_state(self.proposals, self._state())
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self._started)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to stop after committing what has arrived (thread- and signal-safe)."""
+        self._stop.set()
+
+    def run(self, executor: Executor | None = None) -> SearchSummary:
+        """Run until the budget, the time limit or the space is exhausted, or `stop()`.
+        Ctrl-C (SIGINT) calls `stop()`; a second Ctrl-C interrupts immediately (the run stays
+        resumable either way)."""
+        own_executor = executor is None
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        self._started = time.monotonic()
+        self.store.set_state("running")
+        state = "stopped"
+        try:
+            if executor is None:
+                executor = self._make_executor()
+            self._emit("start", {"run": str(self.store.path), "config": self.config.to_toml_dict(),
+                                 "capacity": executor.capacity})
+            self._resubmit_pending(executor)
+            if not self.baselines_submitted:
+                self._submit_baselines(executor)
+            state = self._loop(executor)
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+            if executor is not None:
+                if self._jobs:
+                    for job_id in list(self._jobs):
+                        executor.cancel(job_id)
+                if own_executor:
+                    executor.shutdown()
+            self._snapshot()
+            self.store.set_state(state)
+            self.store.log(f"{state}: trained={self.trained} proposals={self.proposals} "
+                           f"cache_hits={self.cache_hits}")
+        summary = self.summary(state)
+        self._emit("stop" if state == "stopped" else "finish", {
+            "state": state, "trained": self.trained, "proposals": self.proposals,
+            "best": _entry_json(summary.best), "best_baseline": summary.best_baseline,
+        })
+        return summary
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        if self._stop.is_set():
+            raise KeyboardInterrupt
+        self._stop.set()
+
+    def _make_executor(self) -> Executor:
+        c = self.config
+        return make_executor(c.backend, ray_address=c.ray_address, cpus_per_trial=c.cpus_per_trial,
+                             gpus_per_trial=c.gpus_per_trial, num_workers=c.workers)
+
+    def _time_left(self) -> bool:
+        return self.config.time_limit_s is None or self.elapsed_s < self.config.time_limit_s
+
+    def _loop(self, executor: Executor) -> str:
+        max_proposals = self.config.budget * MAX_PROPOSALS_PER_EVAL
+        while not self._stop.is_set():
+            can_propose = self._time_left() and self.trained < self.config.budget and \
+                self.proposals < max_proposals and not self.strategy.exhausted
+            stalled = False
+            while can_propose and len(self._jobs) < executor.capacity and not self._stop.is_set():
+                if not self._propose(executor):
+                    stalled = True
+                    break
+                can_propose = self._time_left() and self.trained < self.config.budget and \
+                    self.proposals < max_proposals and not self.strategy.exhausted
+            if not self._jobs:
+                if not can_propose or stalled:
+                    return "finished"
+                continue
+            if not self._time_left():
+                return "finished"  # time is up: in-flight work stays queued for `resume`
+            for result in executor.poll(timeout=0.5):
+                self._record(result)
+        return "stopped"
+
+    # -- proposals ---------------------------------------------------------------------------
+    def _propose(self, executor: Executor) -> bool:
+        """Ask the strategy for one proposal and queue or answer it. False: nothing to ask."""
+        proposal = self.strategy.ask()
+        if proposal is None:
+            return False
+        self.proposals += 1
+        try:
+            candidate = self.space.to_candidate(proposal.genotype)
+            fp = candidate.fingerprint()
+            formula, canonical = candidate.describe()
+        except (AfsearchError, ValueError, ArithmeticError, RecursionError) as exc:
+            self.invalid += 1
+            with self.store.transaction():
+                self.strategy.tell(proposal, Outcome(-math.inf, status="failed"))
+                self._snapshot()
+            self.store.log(f"invalid proposal {proposal.genotype!r}: {exc}")
+            self._emit("invalid", {"genotype": proposal.genotype, "reason": str(exc)})
+            return True
+        to_submit: list[tuple[int, str]] = []
+        with self.store.transaction():
+            cid, _ = self.store.add_candidate(fp, candidate.kind, formula, canonical, proposal.genotype,
+                                              proposal.origin, [str(p) for p in proposal.parents])
+            results: dict[str, Any] = {}
+            for task in self.config.tasks:
+                steps = self._steps_for(task)
+                cached = self.store.result_for(fp, task, self.train_seeds[0], steps)
+                if cached is not None and cached.status in ("done", "rejected"):
+                    results[task] = cached.metrics or {"status": cached.status}
+                    continue
+                waiting = self._pending_for(fp, task)
+                if waiting is not None:
+                    self.pending[waiting]["waiters"].append(proposal.key)
+                    continue
+                eval_id = self.store.queue_evaluation(cid, task, self.train_seeds[0], steps)
+                self.pending[eval_id] = {"kind": "search", "task": task, "fp": fp, "cid": cid,
+                                         "candidate": candidate.to_json(), "waiters": [proposal.key]}
+                to_submit.append((eval_id, task))
+            self.open_proposals[proposal.key] = {"proposal": proposal.to_json(), "results": results}
+            if to_submit:
+                self.trained += 1
+            else:
+                self.cache_hits += 1
+            complete = self._maybe_tell(proposal.key)
+            self._snapshot()
+        for eval_id, _task in to_submit:
+            self._submit(executor, eval_id)
+        if complete is not None:
+            self._emit("cache", {"formula": formula, "fingerprint": fp, "score": complete.score})
+        return True
+
+    def _pending_for(self, fp: str, task: str) -> int | None:
+        for eval_id, info in self.pending.items():
+            if info["fp"] == fp and info["task"] == task:
+                return eval_id
+        return None
+
+    def _steps_for(self, task: str) -> int:
+        if self.steps is not None:
+            return self.steps
+        from afsearch.evaluate import TASKS
+
+        return TASKS[task].recipe.steps
+
+    def _task_config(self, task: str) -> dict[str, Any] | None:
+        config = dict(self.config.task_config) if task == self.config.task else {}
+        if task.startswith("cifar10") and self.config.data_dir:
+            config.setdefault("data_dir", self.config.data_dir)
+        return config or None
+
+    def _payload(self, info: dict[str, Any]) -> dict[str, Any]:
+        task = info["task"]
+        payload: dict[str, Any] = {
+            "candidate": info["candidate"],
+            "task": task,
+            "budget": self._steps_for(task),
+            "seed": list(self.train_seeds),
+            "seeds": len(self.train_seeds),
+            "ladder": info["kind"] != BASELINE and self.config.ladder,
+        }
+        config = self._task_config(task)
+        if config:
+            payload["task_config"] = config
+        return payload
+
+    def _submit(self, executor: Executor, eval_id: int) -> None:
+        job_id = f"e{eval_id}"
+        self._jobs[job_id] = eval_id
+        executor.submit(Job(job_id, self._payload(self.pending[eval_id]), self.config.timeout_s))
+
+    def _resubmit_pending(self, executor: Executor) -> None:
+        in_flight = {e.id for e in self.store.in_flight()}
+        for eval_id in sorted(self.pending):
+            if eval_id in in_flight:
+                self._submit(executor, eval_id)
+            else:  # finished but the snapshot predates it: cannot happen with one transaction
+                self.store.log(f"dropping stale pending evaluation {eval_id}")
+                del self.pending[eval_id]
+
+    def _submit_baselines(self, executor: Executor) -> None:
+        with self.store.transaction():
+            for name in self.config.baselines:
+                ref = get_reference(name)
+                candidate = Candidate.activation(ref.formula)
+                fp = candidate.fingerprint()
+                formula, canonical = candidate.describe()
+                cid, _ = self.store.add_candidate(fp, candidate.kind, formula, canonical,
+                                                  {"reference": ref.name}, BASELINE, [])
+                for task in self.config.tasks:
+                    steps = self._steps_for(task)
+                    if self.store.result_for(fp, task, self.train_seeds[0], steps) is not None:
+                        continue
+                    eval_id = self.store.queue_evaluation(cid, task, self.train_seeds[0], steps)
+                    self.pending[eval_id] = {"kind": BASELINE, "task": task, "fp": fp, "cid": cid,
+                                             "candidate": candidate.to_json(), "waiters": [],
+                                             "name": ref.name}
+            self.baselines_submitted = True
+            self._snapshot()
+        for eval_id, info in sorted(self.pending.items()):
+            if info["kind"] == BASELINE and f"e{eval_id}" not in self._jobs:
+                self._submit(executor, eval_id)
+
+    # -- results ----------------------------------------------------------------------------
+    def _record(self, job: JobResult) -> None:
+        eval_id = self._jobs.pop(job.job_id, None)
+        if eval_id is None or eval_id not in self.pending:
+            return
+        info = self.pending[eval_id]
+        result: EvalResult | None = None
+        if job.ok and job.value is not None and job.value.get("status") != "error":
+            result = EvalResult.from_json(job.value)
+            status, stage, reason = result.status, result.stage, result.reason
+            score = result.mean_accuracy if result.ok else None
+            metrics: dict[str, Any] = job.value
+            cost = result.seconds
+        else:
+            status, stage, score, cost = "failed", "worker", None, job.elapsed_s
+            reason = (job.value or {}).get("error") if job.ok else f"{job.status}: {job.error or ''}".strip()
+            metrics = {"status": "failed", "executor_status": job.status, "error": reason}
+        with self.store.transaction():
+            if job.worker:
+                self.store.mark_running(eval_id, job.worker)
+            self.store.finish_evaluation(eval_id, status, score, metrics, stage, reason, cost)
+            del self.pending[eval_id]
+            told = []
+            for key in info["waiters"]:
+                entry = self.open_proposals.get(key)
+                if entry is not None:
+                    entry["results"][info["task"]] = metrics
+                    if self._maybe_tell(key) is not None:
+                        told.append(key)
+            self._snapshot()
+        formula = self.store.candidate(info["cid"]).formula
+        self._emit(BASELINE if info["kind"] == BASELINE else "result", {
+            "eval_id": eval_id, "candidate_id": info["cid"], "formula": formula, "task": info["task"],
+            "status": status, "stage": stage, "reason": reason, "score": score,
+            "seconds": cost, "worker": job.worker, "trained": self.trained, "budget": self.config.budget,
+            "in_flight": len(self._jobs), "name": info.get("name"),
+        })
+
+    def _maybe_tell(self, key: int) -> Outcome | None:
+        entry = self.open_proposals[key]
+        if set(entry["results"]) != set(self.config.tasks):
+            return None
+        results = {task: _result_or_none(metrics) for task, metrics in entry["results"].items()}
+        outcome = outcome_from_results(results, self.config.objectives)
+        self.strategy.tell(Proposal.from_json(entry["proposal"]), outcome)
+        del self.open_proposals[key]
+        return outcome
+
+    # -- reporting ---------------------------------------------------------------------------
+    def leaderboard(self, top: int = 10, include_baselines: bool = True) -> list[LeaderboardEntry]:
+        entries = self.store.leaderboard(top=10_000, task=self.config.task, budget=self._steps_for(self.config.task))
+        if not include_baselines:
+            entries = [e for e in entries if e.candidate.origin != BASELINE]
+        return entries[:top]
+
+    def best_baseline(self) -> float | None:
+        scores = [e.mean for e in self.leaderboard(top=10_000) if e.candidate.origin == BASELINE]
+        return max(scores) if scores else None
+
+    def summary(self, state: str) -> SearchSummary:
+        entries = self.leaderboard(top=1, include_baselines=False)
+        return SearchSummary(self.store.path, state, self.trained, self.proposals, self.cache_hits,
+                             entries[0] if entries else None, self.best_baseline(), self.elapsed_s)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Search:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(SearchEvent(kind, data))
+
+
+def _result_or_none(metrics: dict[str, Any]) -> EvalResult | None:
+    if not metrics or metrics.get("status") in ("failed", "error") and "candidate" not in metrics:
+        return None
+    try:
+        return EvalResult.from_json(metrics)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _entry_json(entry: LeaderboardEntry | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {"candidate_id": entry.candidate.id, "formula": entry.candidate.formula,
+            "mean": entry.mean, "std": entry.std, "n": entry.n}
+
+
+def _check_tasks(config: SearchConfig) -> None:
+    from afsearch.evaluate import TASKS
+
+    for task in config.tasks:
+        if task not in TASKS:
+            raise ConfigError(f"unknown task {task!r}; allowed: {', '.join(sorted(TASKS))}")
+
+
+__all__ = ["Search", "SearchConfig", "SearchEvent", "SearchSummary", "outcome_from_results"]

@@ -1,0 +1,200 @@
+"""Benchmark the evaluator on a fixed seeded sample of random GP-style formulas (mnist1d-mlp).
+
+Prints: the fraction rejected at each ladder stage; total compute with the ladder vs the full
+budget for every candidate; recall (how many of the top 10 under full training survive the
+ladder); a sweep of the quality-gate ratio replayed from the recorded gate statistics (the
+trainer is deterministic, so a replay gives the decision a real run would take); and
+candidates per minute at full budget, our trainer vs a plain DataLoader loop.
+
+    .venv/bin/python scripts/bench_eval.py --n 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import math
+import random
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from afsearch.candidate import Candidate
+from afsearch.evaluate import LadderConfig, Recipe, evaluate, get_task, successive_halving
+from afsearch.evaluate import baselines as bl
+from afsearch.expr import fingerprint, parse
+
+UNARY = ["sin", "cos", "tanh", "sigmoid", "abs", "exp", "relu"]
+BINARY = ["+", "-", "*"]
+CONSTS = ["0.5", "1", "2", "-1", "3"]
+
+
+def random_formula(rng: random.Random, depth: int = 3) -> str:
+    """A random expression tree: unary/binary ops over x and small constants."""
+    if depth == 0 or rng.random() < 0.25:
+        return "x" if rng.random() < 0.8 else rng.choice(CONSTS)
+    if rng.random() < 0.5:
+        return f"{rng.choice(UNARY)}({random_formula(rng, depth - 1)})"
+    return f"({random_formula(rng, depth - 1)} {rng.choice(BINARY)} {random_formula(rng, depth - 1)})"
+
+
+def sample(n: int, seed: int) -> list[str]:
+    """n functionally distinct formulas (deduplicated by numeric fingerprint)."""
+    rng, seen, out = random.Random(seed), set(), []
+    while len(out) < n:
+        text = random_formula(rng)
+        try:
+            fp = fingerprint(parse(text))
+        except Exception:  # noqa: BLE001 - unparsable samples are skipped
+            continue
+        if fp not in seen:
+            seen.add(fp)
+            out.append(text)
+    return out
+
+
+def plain_loop(formula: str, task, steps: int, seed: int = 0) -> float:  # noqa: ANN001
+    """The reference: DataLoader + eager activation module, same model, recipe and steps."""
+    torch.manual_seed(seed)
+    act = Candidate.activation(formula).activation_factory()
+    model = task.model(act)
+    opt = torch.optim.AdamW(model.parameters(), lr=task.recipe.lr,
+                            weight_decay=task.recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    loader = DataLoader(TensorDataset(task.data.train.x, task.data.train.y),
+                        batch_size=task.recipe.batch_size, shuffle=True)
+    step = 0
+    while step < steps:
+        for xb, yb in loader:
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step == steps:
+                break
+    with torch.no_grad():
+        return float((model(task.data.val.x).argmax(1) == task.data.val.y).float().mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget", type=int, default=None)
+    ap.add_argument("--ratio", type=float, default=LadderConfig().quality_ratio)
+    ap.add_argument("--speed-n", type=int, default=10, help="candidates timed in the speed test")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    task = get_task("mnist1d-mlp")
+    budget = args.budget or task.recipe.steps
+    formulas = sample(args.n, args.seed)
+    ladder = LadderConfig(quality_ratio=args.ratio)
+    gate_step = ladder.gate_step(budget)
+    print(f"{len(formulas)} formulas, mnist1d-mlp, budget {budget} steps, seed 0, 1 thread, "
+          f"gate at step {gate_step}, ratio {args.ratio}")
+
+    t0 = time.perf_counter()
+    recipe = Recipe(**{**task.recipe.__dict__, "steps": budget})
+    relu_gate = bl.relu_accuracy_at(task, recipe, 0, gate_step)
+    gate_cost = time.perf_counter() - t0
+
+    full, lad = {}, {}
+    for i, f in enumerate(formulas):
+        lad[f] = evaluate(f, task, budget=budget, ladder=ladder, measure_cost=False)
+        full[f] = evaluate(f, task, budget=budget, ladder=False, measure_cost=False)
+        if (i + 1) % 25 == 0:
+            print(f"  {i + 1}/{len(formulas)} done", flush=True)
+
+    by_stage = collections.Counter(r.stage if r.status != "done" else "survived"
+                                   for r in lad.values())
+    print("\nladder outcome (fraction of all candidates):")
+    for stage in ["screen", "stability", "quality", "train", "survived"]:
+        print(f"  {stage:10s} {by_stage.get(stage, 0) / len(formulas):6.1%}  ({by_stage.get(stage, 0)})")
+    failed = [r for r in lad.values() if r.status == "failed"]
+    if failed:
+        print(f"  failed     {len(failed)}: e.g. {failed[0].reason}")
+
+    full_s = sum(r.seconds for r in full.values())
+    lad_s = sum(r.seconds for r in lad.values()) + gate_cost
+    full_steps = sum(r.steps for r in full.values())
+    lad_steps = sum(r.steps for r in lad.values()) + gate_step
+    print(f"\ncompute: full budget for all {full_s:.1f} s / {full_steps} steps; with ladder "
+          f"{lad_s:.1f} s / {lad_steps} steps (incl. ReLU gate baseline {gate_cost:.2f} s) -> "
+          f"saved {1 - lad_s / full_s:.1%} of time, {1 - lad_steps / full_steps:.1%} of steps")
+
+    def acc(r):  # noqa: ANN001, ANN202
+        return r.mean_accuracy if r.ok and math.isfinite(r.mean_accuracy) else -1.0
+
+    top = sorted(formulas, key=lambda f: -acc(full[f]))[:10]
+    kept = [f for f in top if lad[f].ok]
+    print(f"recall: {len(kept)}/10 of the top 10 under full training survive the ladder")
+    for f in top:
+        print(f"  {acc(full[f]):.3f}  {'kept ' if lad[f].ok else 'LOST '} "
+              f"{lad[f].stage or ''} {f}")
+
+    # stage (d): successive halving (eta=3) on top of (a)-(c), measured for real
+    low = budget // 3
+    t = time.perf_counter()
+    low_recipe = Recipe(**{**task.recipe.__dict__, "steps": low})
+    bl.relu_accuracy_at(task, low_recipe, 0, ladder.gate_step(low))
+    sh_gate_cost = time.perf_counter() - t
+    sh = dict(zip(formulas, successive_halving(formulas, task, budget, eta=3, ladder=ladder,
+                                               measure_cost=False), strict=True))
+    sh_s = sum(r.seconds for r in sh.values()) + gate_cost + sh_gate_cost
+    sh_steps = sum(r.steps for r in sh.values()) + gate_step + ladder.gate_step(low)
+    sh_kept = [f for f in top if sh[f].ok and sh[f].budget == budget]
+    by_stage = collections.Counter(r.stage if r.status != "done" else "survived"
+                                   for r in sh.values())
+    print(f"\nladder (a)-(d), successive halving eta=3 ({low} then {budget} steps): "
+          + ", ".join(f"{k} {v / len(formulas):.1%}" for k, v in sorted(by_stage.items())))
+    print(f"  compute {sh_s:.1f} s / {sh_steps} steps -> saved {1 - sh_s / full_s:.1%} of time, "
+          f"{1 - sh_steps / full_steps:.1%} of steps; recall {len(sh_kept)}/10 of the top 10 "
+          "reach the full budget")
+    print(f"  lost: {[f for f in top if f not in sh_kept]}")
+
+    print("\nquality-gate ratio sweep (replayed from recorded gate accuracies; time of a "
+          "passing candidate = its full-run time):")
+    base_s = gate_cost + sum(s.seconds for r in lad.values() for s in r.stages
+                             if s.name in ("screen", "stability"))
+    for ratio in [0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9]:
+        thr = ratio * (relu_gate - task.chance) + task.chance
+        spent, keep = base_s, 0
+        for f in formulas:
+            gate = next((s for s in lad[f].stages if s.name == "quality"), None)
+            if gate is None:
+                continue  # rejected before the gate
+            if gate.stats["val_accuracy"] >= thr:
+                spent += full[f].seconds
+                keep += f in top
+            else:
+                spent += full[f].seconds * gate_step / budget
+        print(f"  ratio {ratio:4.2f} threshold {thr:.3f}: saved {1 - spent / full_s:6.1%}, "
+              f"top-10 kept {keep}/10")
+
+    print("\nthroughput at full budget (same model, recipe and steps, 1 thread):")
+    speed = [f for f in formulas if full[f].ok][: args.speed_n]
+    t = time.perf_counter()
+    for f in speed:
+        evaluate(f, task, budget=budget, ladder=False, measure_cost=False)
+    ours = len(speed) / (time.perf_counter() - t) * 60
+    t = time.perf_counter()
+    for f in speed:
+        plain_loop(f, task, budget)
+    plain = len(speed) / (time.perf_counter() - t) * 60
+    with_ladder = len(formulas) / lad_s * 60
+    print(f"  ours (no ladder) {ours:.1f} cand/min; plain DataLoader loop {plain:.1f} cand/min "
+          f"-> {ours / plain:.2f}x")
+    print(f"  ours with the ladder (a)-(c) over the whole sample {with_ladder:.1f} cand/min -> "
+          f"{with_ladder / plain:.2f}x the plain loop at full budget")
+    with_sh = len(formulas) / sh_s * 60
+    print(f"  ours with the ladder (a)-(d) over the whole sample {with_sh:.1f} cand/min -> "
+          f"{with_sh / plain:.2f}x the plain loop at full budget")
+    print(f"total wall time {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

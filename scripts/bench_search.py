@@ -1,0 +1,120 @@
+"""Can a search rediscover a planted activation? Regularized evolution vs random search.
+
+    python scripts/bench_search.py [--space gp] [--planted 'sin(x)'] [--seeds 5] [--budget 120]
+                                   [--steps 300] [--tolerance 0.02] [--backend local]
+
+Task: teacher-student, whose teacher network uses the planted formula. Each strategy runs one
+search per seed (same seeds for both, populations *not* seeded with reference activations, so
+nobody starts from the answer). A search "finds" the planted formula at the first trained
+evaluation whose candidate has the planted fingerprint or a functional distance (relative RMS
+difference on N(0,1) probes) below the tolerance. Prints evaluations-to-find per strategy
+(searches that never find it count as budget + 1, a lower bound, marked with >=), the ratio
+random / evolution (target >= 3x), and mean best score vs evaluations for both."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from afsearch.expr import fingerprint, functional_distance, parse
+from afsearch.search.config import SearchConfig
+from afsearch.search.engine import Search
+
+CHECKPOINTS = (10, 25, 50, 75, 100, 150, 200, 300)
+
+
+def trained_history(search: Search, planted_expr, tolerance: float) -> tuple[int | None, list[float]]:
+    """(index of the first trained evaluation that hits the planted formula, best-so-far curve)."""
+    store = search.store
+    planted_fp = fingerprint(planted_expr)
+    rows = []
+    for cid in range(1, store.counts().candidates + 1):
+        record = store.candidate(cid)
+        if record.origin == "baseline":
+            continue
+        for ev in store.evaluations_for(cid):
+            rows.append((ev.id, record, ev))
+    rows.sort(key=lambda r: r[0])
+    found_at, best, curve = None, float("-inf"), []
+    for i, (_, record, ev) in enumerate(rows, 1):
+        if found_at is None and record.formula:
+            expr = parse(record.formula)
+            if record.fingerprint == planted_fp or functional_distance(expr, planted_expr) <= tolerance:
+                found_at = i
+        if ev.status == "done" and ev.score is not None:
+            best = max(best, ev.score)
+        curve.append(best)
+    return found_at, curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="gp")
+    parser.add_argument("--planted", default="sin(x)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budget", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument("--backend", default="local", choices=("local", "ray"))
+    parser.add_argument("--strategies", default="evolution,random")
+    parser.add_argument("--population", type=int, default=16)
+    args = parser.parse_args()
+
+    planted_expr = parse(args.planted)
+    strategies = [s.strip() for s in args.strategies.split(",")]
+    results: dict[str, list[tuple[int | None, list[float]]]] = {s: [] for s in strategies}
+    started = time.time()
+    with tempfile.TemporaryDirectory() as runs:
+        for seed in range(args.seeds):
+            for strategy in strategies:
+                options = {"population": args.population, "tournament": 4} if strategy == "evolution" else {}
+                config = SearchConfig(
+                    space=args.space, task="teacher-student", task_config={"planted": args.planted},
+                    strategy=strategy, strategy_options=options, budget=args.budget, steps=args.steps,
+                    seed=seed, name=f"{strategy}-{seed}", backend=args.backend, baselines=[],
+                    seed_population=False, validate_top=0,
+                )
+                search = Search.create(config, Path(runs))
+                try:
+                    search.run()
+                    found, curve = trained_history(search, planted_expr, args.tolerance)
+                finally:
+                    search.close()
+                results[strategy].append((found, curve))
+                print(f"seed {seed} {strategy:<10} found at {found if found else f'>={args.budget + 1}'}"
+                      f"  best {curve[-1] if curve else float('nan'):.4f}", flush=True)
+
+    print(f"\nplanted {args.planted!r} in space {args.space!r}, teacher-student, {args.steps} steps, "
+          f"{args.seeds} seeds x {args.budget} evaluations, tolerance {args.tolerance}, "
+          f"{time.time() - started:.0f} s total")
+    means = {}
+    for strategy, runs_ in results.items():
+        hits = [f for f, _ in runs_ if f is not None]
+        censored = [f if f is not None else args.budget + 1 for f, _ in runs_]
+        means[strategy] = statistics.fmean(censored)
+        median = statistics.median(censored)
+        print(f"{strategy:<10} found in {len(hits)}/{len(runs_)} searches; evaluations-to-find: "
+              f"mean {'>=' if len(hits) < len(runs_) else ''}{means[strategy]:.1f}, median {median:.0f}")
+    if "evolution" in means and "random" in means:
+        ratio = means["random"] / means["evolution"]
+        bound = ">=" if any(f is None for f, _ in results["random"]) else ""
+        print(f"evaluations-to-find random / evolution: {bound}{ratio:.2f}x  (target >= 3x)")
+    print("\nmean best score (R^2) vs evaluations:")
+    header = "evals      " + "".join(f"{c:>8}" for c in CHECKPOINTS if c <= args.budget)
+    print(header)
+    for strategy, runs_ in results.items():
+        cells = []
+        for c in CHECKPOINTS:
+            if c > args.budget:
+                continue
+            values = [curve[min(c, len(curve)) - 1] for _, curve in runs_ if curve]
+            finite = [v for v in values if v != float("-inf")]
+            cells.append(f"{statistics.fmean(finite):8.4f}" if finite else f"{'-':>8}")
+        print(f"{strategy:<11}" + "".join(cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The rejection ladder: cheap stages reject bad candidates before any training."""
+
+from __future__ import annotations
+
+import pytest
+
+from afsearch.candidate import Candidate
+from afsearch.evaluate import LadderConfig, evaluate, successive_halving
+from afsearch.evaluate._formula import static_screen
+from afsearch.evaluate.ladder import QualityGate, quality_threshold
+
+
+@pytest.mark.parametrize("formula", ["x^1000 * 0",  # inf * 0 = NaN
+                                     "sin(x) * 0 + 1",  # constant
+                                     "3 * x - 2"])  # linear
+def test_screen_rejects_without_training(formula: str) -> None:
+    r = evaluate(formula, budget=300)
+    assert r.status == "rejected" and r.stage == "screen", (r.stage, r.reason)
+    assert r.steps == 0 and r.per_seed == [] and r.reason
+    assert [s.name for s in r.stages] == ["screen"]
+
+
+def test_stability_probe_rejects_exploding_formula() -> None:
+    assert static_screen("exp(x)").passed  # the static screen lets it through...
+    r = evaluate("exp(x)", budget=300)
+    assert (r.status, r.stage) == ("rejected", "stability"), r.reason
+    assert r.steps <= LadderConfig().stability_steps  # ...the probe stops it before training
+    assert r.stages[-1].stats["max_grad_norm"] > 1e8
+
+
+def test_good_candidates_pass_every_stage() -> None:
+    r = evaluate("x * sigmoid(x)", budget=200)
+    assert r.status == "done"
+    assert [s.name for s in r.stages] == ["screen", "stability", "quality"]
+    assert all(s.passed for s in r.stages)
+    assert r.stages[1].stats["max_grad_norm"] < 1e8
+
+
+def test_quality_gate_relative_to_relu_and_chance() -> None:
+    cfg = LadderConfig(quality_ratio=0.5, quality_margin=0.05)
+    assert quality_threshold(cfg, 0.1, 0.5) == pytest.approx(0.3)
+    assert quality_threshold(cfg, 0.1, None) == pytest.approx(0.15)
+    gate = QualityGate(step=10, threshold=0.3, baseline=0.5)
+    assert gate(5, 0.0, 1.0)  # not the gate step
+    assert not gate(10, 0.2, 1.0)
+    assert gate.record and "0.200 < 0.300" in gate.record.reason
+
+
+def test_quality_gate_rejects_weak_candidate_in_evaluate() -> None:
+    r = evaluate("sigmoid(x)", budget=300, ladder={"quality_ratio": 0.9,
+                                                              "quality_step": 150})
+    assert (r.status, r.stage) == ("rejected", "quality"), r.reason
+    q = r.stages[-1]
+    assert q.steps == 150 and q.stats["relu_accuracy"] > q.stats["val_accuracy"]
+    none = evaluate("sigmoid(x)", budget=300, ladder={"quality_baseline": False},
+                    measure_cost=False)
+    assert none.status == "done"  # chance + margin only
+
+
+def test_failures_are_results() -> None:
+    r = evaluate(Candidate.layer('{"not": "a graph"}'), "digits-cnn", budget=5)
+    assert r.status == "failed" and r.reason and r.error and "Traceback" in r.error
+
+
+def test_successive_halving_promotes_best_third() -> None:
+    cands = ["relu(x)", "x", "sigmoid(x)", "tanh(x)", "x * sigmoid(x)", "abs(x)"]
+    results = successive_halving(cands, "mnist1d-mlp", budget=300, eta=3, ladder=False,
+                                 measure_cost=False)
+    promoted = [r for r in results if r.budget == 300]
+    assert len(promoted) == 2 and all(r.ok for r in promoted)
+    assert all(r.stages[0].name == "halving" and r.steps == 400 for r in promoted)
+    dropped = [r for r in results if r.budget == 100]
+    assert len(dropped) == 4
+    assert all((r.status, r.stage) == ("rejected", "halving") and r.steps == 100 for r in dropped)
+    low = {r.candidate["spec"]: r.stages[0].stats["low_accuracy"] for r in promoted}
+    assert min(low.values()) >= max(r.mean_accuracy for r in dropped)
+
+
+def test_unknown_ladder_option_is_a_config_error() -> None:
+    from afsearch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="quality_raito"):
+        evaluate("relu(x)", budget=10, ladder={"quality_raito": 0.5})
+
+
+def test_layer_candidate_replaces_bn_act_and_skips_screen() -> None:
+    import json
+
+    from afsearch.spaces.evonorm import EVONORM_S0_GRAPH
+
+    cand = Candidate.layer(json.dumps(EVONORM_S0_GRAPH))
+    r = evaluate(cand, "digits-cnn", budget=60)
+    assert r.status == "done", r.reason
+    assert [s.name for s in r.stages] == ["stability", "quality"]
+    assert r.activation_cost is not None and 0 < r.mean_accuracy <= 1
