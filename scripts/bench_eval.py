@@ -22,7 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from afsearch.candidate import Candidate
-from afsearch.evaluate import LadderConfig, Recipe, evaluate, get_task, successive_halving
+from afsearch.evaluate import (
+    LadderConfig,
+    Recipe,
+    evaluate,
+    evaluate_many,
+    get_task,
+    successive_halving,
+)
 from afsearch.evaluate import baselines as bl
 from afsearch.expr import fingerprint, parse
 
@@ -80,13 +87,37 @@ def plain_loop(formula: str, task, steps: int, seed: int = 0) -> float:  # noqa:
         return float((model(task.data.val.x).argmax(1) == task.data.val.y).float().mean())
 
 
+def throughput(speed: list[str], task, budget: int, pack: int) -> float:  # noqa: ANN001
+    """Candidates per minute at full budget, ours (one by one and packed) vs the plain loop,
+    measured side by side; returns the plain loop's rate."""
+    print("\nthroughput at full budget (same model, recipe and steps, 1 thread):")
+    t = time.perf_counter()
+    for f in speed:
+        evaluate(f, task, budget=budget, ladder=False, measure_cost=False)
+    ours = len(speed) / (time.perf_counter() - t) * 60
+    t = time.perf_counter()
+    for i in range(0, len(speed), pack):
+        evaluate_many(speed[i:i + pack], task, budget=budget, ladder=False, measure_cost=False)
+    packed = len(speed) / (time.perf_counter() - t) * 60
+    t = time.perf_counter()
+    for f in speed:
+        plain_loop(f, task, budget)
+    plain = len(speed) / (time.perf_counter() - t) * 60
+    print(f"  ours one by one {ours:.1f} cand/min; ours packed {pack} per call {packed:.1f} cand/min; "
+          f"plain DataLoader loop {plain:.1f} cand/min -> {ours / plain:.2f}x one by one, "
+          f"{packed / plain:.2f}x packed")
+    return plain
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=None)
     ap.add_argument("--ratio", type=float, default=LadderConfig().quality_ratio)
-    ap.add_argument("--speed-n", type=int, default=10, help="candidates timed in the speed test")
+    ap.add_argument("--speed-n", type=int, default=16, help="candidates timed in the speed test")
+    ap.add_argument("--pack", type=int, default=8, help="candidates per packed call in the speed test")
+    ap.add_argument("--speed-only", action="store_true", help="only the throughput comparison")
     args = ap.parse_args()
     torch.set_num_threads(1)
     task = get_task("mnist1d-mlp")
@@ -94,6 +125,11 @@ def main() -> None:
     formulas = sample(args.n, args.seed)
     ladder = LadderConfig(quality_ratio=args.ratio)
     gate_step = ladder.gate_step(budget)
+    if args.speed_only:
+        from afsearch.expr import screen
+
+        throughput([f for f in formulas if screen(parse(f)).passed][: args.speed_n], task, budget, args.pack)
+        return
     print(f"{len(formulas)} formulas, mnist1d-mlp, budget {budget} steps, seed 0, 1 thread, "
           f"gate at step {gate_step}, ratio {args.ratio}")
 
@@ -175,19 +211,8 @@ def main() -> None:
         print(f"  ratio {ratio:4.2f} threshold {thr:.3f}: saved {1 - spent / full_s:6.1%}, "
               f"top-10 kept {keep}/10")
 
-    print("\nthroughput at full budget (same model, recipe and steps, 1 thread):")
-    speed = [f for f in formulas if full[f].ok][: args.speed_n]
-    t = time.perf_counter()
-    for f in speed:
-        evaluate(f, task, budget=budget, ladder=False, measure_cost=False)
-    ours = len(speed) / (time.perf_counter() - t) * 60
-    t = time.perf_counter()
-    for f in speed:
-        plain_loop(f, task, budget)
-    plain = len(speed) / (time.perf_counter() - t) * 60
+    plain = throughput([f for f in formulas if full[f].ok][: args.speed_n], task, budget, args.pack)
     with_ladder = len(formulas) / lad_s * 60
-    print(f"  ours (no ladder) {ours:.1f} cand/min; plain DataLoader loop {plain:.1f} cand/min "
-          f"-> {ours / plain:.2f}x")
     print(f"  ours with the ladder (a)-(c) over the whole sample {with_ladder:.1f} cand/min -> "
           f"{with_ladder / plain:.2f}x the plain loop at full budget")
     with_sh = len(formulas) / sh_s * 60

@@ -8,11 +8,16 @@ from typing import Any
 from afsearch.evaluate.result import EvalResult, SeedResult
 
 CALLS: list[str] = []
+PACKS: list[int] = []
 
 
 def crafted(payload: dict[str, Any]) -> dict[str, Any]:
-    """Scores by formula: 'sin' -> NaN accuracy, 'cos' -> failed with a huge score, 'tanh' ->
+    """One candidate, or {"results": [...]} for a pack ("candidates"). Scores by formula: 'sin' -> NaN accuracy, 'cos' -> failed with a huge score, 'tanh' ->
     rejected, anything else -> a finite score from its length."""
+    if "candidates" in payload:
+        PACKS.append(len(payload["candidates"]))
+        single = {k: v for k, v in payload.items() if k != "candidates"}
+        return {"results": [crafted({**single, "candidate": c}) for c in payload["candidates"]]}
     spec = payload["candidate"]["spec"]
     CALLS.append(spec)
     result = EvalResult(payload["candidate"], payload["task"], {}, payload["budget"], list(payload["seed"]))

@@ -83,3 +83,22 @@ def test_rng_streams_are_derived_from_the_master_seed():
     assert derive_seed(1, "train", 0) != derive_seed(2, "train", 0) != derive_seed(1, "train", 1)
     assert 0 <= derive_seed(123, "strategy") < 2**31
     random.Random(derive_seed(0, "strategy"))
+
+
+def test_packed_jobs_carry_several_candidates_and_all_are_recorded(tmp_path):
+    search_jobs.CALLS.clear()
+    search_jobs.PACKS.clear()
+    with Search.create(_config(budget=20, pack=4, strategy="random"), tmp_path) as search:
+        search.run(LocalExecutor(search_jobs.crafted))
+        assert search.trained == 20
+        assert search_jobs.PACKS and max(search_jobs.PACKS) == 4
+        counts = search.store.counts()
+        assert counts.by_status.get("queued", 0) == 0
+        assert sum(counts.by_status.values()) == len(search_jobs.CALLS)
+
+
+def test_real_packed_search_on_an_mlp_task(tmp_path):
+    config = _config(task="breast-cancer-mlp", budget=6, pack=3, steps=40, strategy="random", space="swish1")
+    with Search.create(config, tmp_path) as search:
+        summary = search.run()
+        assert search.trained == 6 and summary.best is not None

@@ -52,6 +52,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend, "workers": args.workers, "ray_address": args.ray_address,
         "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
         "timeout_s": args.timeout, "validate_top": args.validate_top, "data_dir": args.data_dir,
+        "pack": args.pack,
     }
     if args.time is not None:
         out["time_limit_s"] = parse_duration(args.time)
@@ -361,6 +362,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--ray-address", help="join an existing Ray cluster: auto or HOST:PORT")
     search.add_argument("--cpus-per-trial", type=float, help="CPUs per evaluation (default: 1)")
     search.add_argument("--gpus-per-trial", type=float, help="GPUs per evaluation, fractional allowed (default: 0)")
+    search.add_argument("--pack", type=int, help="candidates trained together per job (stacked MLPs; default 1)")
     search.add_argument("--timeout", type=float, help="seconds before a candidate is killed (default: 600)")
     search.add_argument("--no-ladder", action="store_true", help="train every candidate fully (no early rejection)")
     search.add_argument("--baselines", help="comma list of reference activations to compare with")

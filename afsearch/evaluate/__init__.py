@@ -8,7 +8,7 @@
 """
 
 from afsearch.evaluate.baselines import DEFAULT_BASELINES, activation_cost, baseline_results
-from afsearch.evaluate.core import evaluate, evaluate_multi, evaluate_payload
+from afsearch.evaluate.core import evaluate, evaluate_many, evaluate_multi, evaluate_payload
 from afsearch.evaluate.ladder import LadderConfig, successive_halving
 from afsearch.evaluate.result import EvalResult, SeedResult, StageRecord
 from afsearch.evaluate.tasks import DEFAULT_TASK, TASKS, Task, get_task
@@ -30,6 +30,7 @@ __all__ = [
     "activation_cost",
     "baseline_results",
     "evaluate",
+    "evaluate_many",
     "evaluate_multi",
     "evaluate_payload",
     "get_task",

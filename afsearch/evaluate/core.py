@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
@@ -20,6 +20,7 @@ from afsearch.evaluate.ladder import (
     screen_stage,
     stability_stage,
 )
+from afsearch.evaluate.packed import packable, train_packed
 from afsearch.evaluate.result import FAILED, EvalResult, SeedResult, StageRecord
 from afsearch.evaluate.tasks import DEFAULT_TASK, Task, config_to_json, get_task
 from afsearch.evaluate.trainer import cpu_threads, pick_device, train
@@ -85,10 +86,24 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
 def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
          cfg: LadderConfig | None, result: EvalResult, device: str | None,
          threads: int | None, measure_cost: bool) -> None:
+    build = _prepare(cand, task, seed_ids, cfg, result, measure_cost)
+    if build is None:
+        return
+    for seed in seed_ids:
+        gate = _gate(cfg, task, recipe, seed, device, threads)
+        out = train(build, task.data, recipe, seed, gate, [gate.step] if gate else (), device, threads)
+        if not _absorb(result, gate, out, seed):
+            return
+
+
+def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig | None,
+             result: EvalResult, measure_cost: bool) -> Callable[[], nn.Module] | None:
+    """The ladder before training: screen, compile, stability probe, cost. Returns the model
+    builder, or None when the candidate was rejected."""
     if cfg and cfg.screen and not cand.is_layer:
         result.stage = "screen"
         if not result.add_stage(screen_stage(cand.spec)).passed:
-            return
+            return None
     result.stage = "compile"
     start = time.perf_counter()
     if cand.is_layer:
@@ -106,35 +121,109 @@ def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
     if cfg and cfg.stability:
         result.stage = "stability"
         if not result.add_stage(stability_stage(build, task.data, cfg, seed_ids[0])).passed:
-            return
+            return None
     if measure_cost:
         result.stage = "cost"
         result.activation_cost = _baselines.activation_cost(cand)
     result.stage = None
-    for seed in seed_ids:
-        gate = None
-        if cfg and cfg.quality:
-            step = cfg.gate_step(recipe.steps)
-            base = (_baselines.relu_accuracy_at(task, recipe, seed, step, device, threads)
-                    if cfg.quality_baseline else None)
-            gate = QualityGate(step, quality_threshold(cfg, task.chance, base), base)
-        out = train(build, task.data, recipe, seed, gate, [gate.step] if gate else (),
-                    device, threads)
-        if gate and gate.record:
-            gate.record.seconds = out.seconds if not gate.record.passed else 0.0
-            gate.record.steps = out.steps if not gate.record.passed else 0
-            result.add_stage(gate.record)
-            if not gate.record.passed:
-                return
-        if out.diverged:
-            result.add_stage(StageRecord("train", False, f"training loss non-finite by step "
-                                         f"{out.steps}", out.seconds, out.steps, {"seed": seed}))
-            return
-        result.seconds += out.seconds
-        result.steps += out.steps
-        result.per_seed.append(SeedResult(seed, out.val_accuracy, out.val_loss,
-                                          out.test_accuracy, out.test_loss, out.steps,
-                                          out.seconds))
+    return build
+
+
+def _gate(cfg: LadderConfig | None, task: Task, recipe: Any, seed: int, device: str | None,
+          threads: int | None) -> QualityGate | None:
+    if not (cfg and cfg.quality):
+        return None
+    step = cfg.gate_step(recipe.steps)
+    base = (_baselines.relu_accuracy_at(task, recipe, seed, step, device, threads)
+            if cfg.quality_baseline else None)
+    return QualityGate(step, quality_threshold(cfg, task.chance, base), base)
+
+
+def _absorb(result: EvalResult, gate: QualityGate | None, out: Any, seed: int) -> bool:
+    """Fold one seed's training into the result; False when the candidate is out."""
+    if gate and gate.record:
+        gate.record.seconds = out.seconds if not gate.record.passed else 0.0
+        gate.record.steps = out.steps if not gate.record.passed else 0
+        result.add_stage(gate.record)
+        if not gate.record.passed:
+            return False
+    if out.diverged:
+        result.add_stage(StageRecord("train", False, f"training loss non-finite by step "
+                                     f"{out.steps}", out.seconds, out.steps, {"seed": seed}))
+        return False
+    result.seconds += out.seconds
+    result.steps += out.steps
+    result.per_seed.append(SeedResult(seed, out.val_accuracy, out.val_loss,
+                                      out.test_accuracy, out.test_loss, out.steps,
+                                      out.seconds))
+    return True
+
+
+def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFAULT_TASK,
+                  budget: int | None = None, seed: int | Sequence[int] = 0, seeds: int = 1,
+                  ladder: bool | dict[str, Any] | LadderConfig = True, *, task_config: Any = None,
+                  device: str | None = None, threads: int | None = 1, measure_cost: bool = True,
+                  pack: bool = True) -> list[EvalResult]:
+    """`evaluate` for several candidates at once, same conditions. On MLP tasks (and with
+    `pack`) the survivors of the pre-training ladder are trained together with stacked weights
+    (`afsearch.evaluate.packed`), each with its own quality gate; elsewhere one by one. Scores
+    equal one-by-one evaluation up to floating-point summation order."""
+    _check(budget, seeds)
+    cands = [_as_candidate(c) for c in candidates]
+    task_obj = get_task(task, task_config)
+    budget = budget or task_obj.recipe.steps
+    recipe = dataclasses.replace(task_obj.recipe, steps=budget)
+    seed_ids = _baselines.seed_list(seed, seeds)
+    cfg = LadderConfig.from_option(ladder)
+    results = [EvalResult(c.to_json(), task_obj.name, config_to_json(task_obj.config), budget, seed_ids)
+               for c in cands]
+    builds: dict[int, Callable[[], nn.Module]] = {}
+    for i, cand in enumerate(cands):
+        try:
+            build = _prepare(cand, task_obj, seed_ids, cfg, results[i], measure_cost)
+        except Exception as exc:  # a candidate's failure is a result, not a crash
+            _fail(results[i], exc)
+            continue
+        if build is not None:
+            builds[i] = build
+    can_pack = pack and len(builds) > 1 and all(packable(b()) for b in list(builds.values())[:1])
+    if can_pack:
+        active = list(builds)
+        for s in seed_ids:
+            if not active:
+                break
+            gates = [_gate(cfg, task_obj, recipe, s, device, threads) for _ in active]
+            try:
+                outs = train_packed([builds[i] for i in active], task_obj.data, recipe, [s] * len(active),
+                                    gates, [gates[0].step] if gates and gates[0] else (), device, threads)
+            except Exception as exc:
+                for i in active:
+                    _fail(results[i], exc)
+                break
+            active = [i for i, g, o in zip(active, gates, outs, strict=True) if _absorb(results[i], g, o, s)]
+    else:
+        for i, build in builds.items():
+            try:
+                for s in seed_ids:
+                    gate = _gate(cfg, task_obj, recipe, s, device, threads)
+                    out = train(build, task_obj.data, recipe, s, gate, [gate.step] if gate else (),
+                                device, threads)
+                    if not _absorb(results[i], gate, out, s):
+                        break
+            except Exception as exc:
+                _fail(results[i], exc)
+    best = _baselines.best_baseline(task_obj, budget, seed_ids)
+    for result in results:
+        result.summarise()
+        if best is not None and result.ok:
+            result.delta_to_best_baseline = result.mean_accuracy - best
+    return results
+
+
+def _fail(result: EvalResult, exc: BaseException) -> None:
+    result.status, result.reason = FAILED, f"{type(exc).__name__}: {exc}"
+    result.stage = result.stage or "train"
+    result.error = _short_traceback(exc)
 
 
 def evaluate_multi(candidate: Candidate | str, tasks: Sequence[str | Task | tuple[str, Any]],
@@ -149,22 +238,30 @@ def evaluate_multi(candidate: Candidate | str, tasks: Sequence[str | Task | tupl
     return results
 
 
-_PAYLOAD_KEYS = {"candidate", "task", "task_config", "budget", "seed", "seeds", "ladder",
-                 "threads", "device", "baselines", "measure_cost"}
+_PAYLOAD_KEYS = {"candidate", "candidates", "task", "task_config", "budget", "seed", "seeds", "ladder",
+                 "threads", "device", "baselines", "measure_cost", "pack"}
 
 
 def evaluate_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """JSON in, JSON out (for worker processes). Keys: candidate ({"kind","spec"}), task,
     task_config (dict), budget, seed (int or list), seeds, ladder (bool or dict of
-    LadderConfig fields), threads, device, baselines, measure_cost. A user error comes back
+    LadderConfig fields), threads, device, baselines, measure_cost. With "candidates" (a list)
+    instead of "candidate", they are evaluated together by `evaluate_many` (key "pack" too)
+    and the answer is {"results": [result, ...]} in the same order. A user error comes back
     as {"status": "error", "error": message} instead of raising across the process boundary."""
     unknown = sorted(set(payload) - _PAYLOAD_KEYS)
     if unknown:
         return {"status": "error", "error": f"unknown payload key(s) {', '.join(unknown)}"}
     args = dict(payload)
     try:
-        candidate = Candidate.from_json(args.pop("candidate"))
         task = args.pop("task", DEFAULT_TASK)
+        if "candidates" in args:
+            if "candidate" in args or "baselines" in args:
+                return {"status": "error", "error": "give either candidate or candidates (without baselines)"}
+            cands = [Candidate.from_json(c) for c in args.pop("candidates")]
+            return {"results": [r.to_json() for r in evaluate_many(cands, task, **args)]}
+        args.pop("pack", None)
+        candidate = Candidate.from_json(args.pop("candidate"))
         return evaluate(candidate, task, **args).to_json()
     except Exception as exc:  # noqa: BLE001 - report every error as data
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}

@@ -46,6 +46,8 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     timeout_s: float = 600.0
+    #: candidates trained together in one job (stacked weights; MLP tasks, else one by one)
+    pack: int = 1
     ladder: bool = True
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     seed_population: bool = True
@@ -108,6 +110,8 @@ class SearchConfig:
             raise bad("time", "must be a positive duration such as 90s, 30m or 1h")
         if self.backend not in BACKENDS:
             raise bad("backend", f"unknown backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
+        if self.pack <= 0:
+            raise bad("pack", f"must be a positive integer, got {self.pack}")
         if self.workers is not None and self.workers <= 0:
             raise bad("workers", f"must be a positive integer, got {self.workers}")
         if self.cpus_per_trial <= 0:
@@ -136,7 +140,7 @@ def _expect_types(config: SearchConfig, source: str) -> None:
         "time_limit_s": (int, float, type(None)), "steps": (int, type(None)), "seeds": (int,),
         "seed": (int,), "name": (str, type(None)), "backend": (str,), "workers": (int, type(None)),
         "ray_address": (str, type(None)), "cpus_per_trial": (int, float), "gpus_per_trial": (int, float),
-        "timeout_s": (int, float), "ladder": (bool,), "baselines": (list,), "seed_population": (bool,),
+        "timeout_s": (int, float), "pack": (int,), "ladder": (bool,), "baselines": (list,), "seed_population": (bool,),
         "validate_top": (int,), "validate_seeds": (int,), "validate_steps": (int, type(None)),
         "data_dir": (str, type(None)),
     }

@@ -131,7 +131,8 @@ class Search:
         self.open_proposals: dict[int, dict[str, Any]] = {}  # key -> {"proposal", "results"}
         self.baselines_submitted = False
         self._stop = threading.Event()
-        self._jobs: dict[str, int] = {}  # job id -> eval id
+        self._jobs: dict[str, list[int]] = {}  # job id -> eval ids (several when packed)
+        self._ready: list[int] = []  # queued evaluations not yet handed to the executor
         self._started = time.monotonic()
 
     # -- construction ----------------------------------------------------------------------
@@ -301,12 +302,14 @@ class Search:
             can_propose = self._time_left() and self.trained < self.config.budget and \
                 self.proposals < max_proposals and not self.strategy.exhausted
             stalled = False
-            while can_propose and len(self._jobs) < executor.capacity and not self._stop.is_set():
-                if not self._propose(executor):
+            while can_propose and self._wants_more(executor) and not self._stop.is_set():
+                if not self._propose():
                     stalled = True
                     break
                 can_propose = self._time_left() and self.trained < self.config.budget and \
                     self.proposals < max_proposals and not self.strategy.exhausted
+            # a partial pack goes out when nothing else will fill it soon
+            self._flush(executor, partial=stalled or not can_propose or not self._jobs)
             if not self._jobs:
                 if not can_propose or stalled:
                     return "finished"
@@ -318,7 +321,12 @@ class Search:
         return "stopped"
 
     # -- proposals ---------------------------------------------------------------------------
-    def _propose(self, executor: Executor) -> bool:
+    def _wants_more(self, executor: Executor) -> bool:
+        """More proposals are useful while free worker slots are not yet filled with packs."""
+        free = executor.capacity - len(self._jobs)
+        return free > 0 and len(self._ready) < free * self.config.pack
+
+    def _propose(self) -> bool:
         """Ask the strategy for one proposal and queue or answer it. False: nothing to ask."""
         proposal = self.strategy.ask()
         if proposal is None:
@@ -362,8 +370,7 @@ class Search:
                 self.cache_hits += 1
             complete = self._maybe_tell(proposal.key)
             self._snapshot()
-        for eval_id, _task in to_submit:
-            self._submit(executor, eval_id)
+        self._ready.extend(eval_id for eval_id, _task in to_submit)
         if complete is not None:
             self._emit("cache", {"formula": formula, "fingerprint": fp, "score": complete.score})
         return True
@@ -387,34 +394,50 @@ class Search:
             config.setdefault("data_dir", self.config.data_dir)
         return config or None
 
-    def _payload(self, info: dict[str, Any]) -> dict[str, Any]:
-        task = info["task"]
+    def _payload(self, eval_ids: list[int]) -> dict[str, Any]:
+        infos = [self.pending[e] for e in eval_ids]
+        task = infos[0]["task"]
         payload: dict[str, Any] = {
-            "candidate": info["candidate"],
             "task": task,
             "budget": self._steps_for(task),
             "seed": list(self.train_seeds),
             "seeds": len(self.train_seeds),
-            "ladder": info["kind"] != BASELINE and self.config.ladder,
+            "ladder": infos[0]["kind"] != BASELINE and self.config.ladder,
         }
+        if len(infos) == 1:
+            payload["candidate"] = infos[0]["candidate"]
+        else:
+            payload["candidates"] = [info["candidate"] for info in infos]
         config = self._task_config(task)
         if config:
             payload["task_config"] = config
         return payload
 
-    def _submit(self, executor: Executor, eval_id: int) -> None:
-        job_id = f"e{eval_id}"
-        self._jobs[job_id] = eval_id
-        executor.submit(Job(job_id, self._payload(self.pending[eval_id]), self.config.timeout_s))
+    def _flush(self, executor: Executor, partial: bool) -> None:
+        """Hand ready evaluations to the executor: packs of up to `config.pack` evaluations of
+        one task and kind (search or baseline), one job each, while worker slots are free."""
+        while self._ready and len(self._jobs) < executor.capacity:
+            first = self.pending[self._ready[0]]
+            group = [e for e in self._ready
+                     if self.pending[e]["task"] == first["task"] and
+                     (self.pending[e]["kind"] == BASELINE) == (first["kind"] == BASELINE)][: self.config.pack]
+            if len(group) < self.config.pack and not partial:
+                return
+            for e in group:
+                self._ready.remove(e)
+            job_id = "e" + "-".join(map(str, group))
+            self._jobs[job_id] = group
+            executor.submit(Job(job_id, self._payload(group), self.config.timeout_s * len(group)))
 
     def _resubmit_pending(self, executor: Executor) -> None:
         in_flight = {e.id for e in self.store.in_flight()}
         for eval_id in sorted(self.pending):
             if eval_id in in_flight:
-                self._submit(executor, eval_id)
+                self._ready.append(eval_id)
             else:  # finished but the snapshot predates it: cannot happen with one transaction
                 self.store.log(f"dropping stale pending evaluation {eval_id}")
                 del self.pending[eval_id]
+        self._flush(executor, partial=True)
 
     def _submit_baselines(self, executor: Executor) -> None:
         with self.store.transaction():
@@ -435,26 +458,40 @@ class Search:
                                              "name": ref.name}
             self.baselines_submitted = True
             self._snapshot()
-        for eval_id, info in sorted(self.pending.items()):
-            if info["kind"] == BASELINE and f"e{eval_id}" not in self._jobs:
-                self._submit(executor, eval_id)
+        submitted = {e for group in self._jobs.values() for e in group} | set(self._ready)
+        self._ready.extend(e for e, info in sorted(self.pending.items())
+                           if info["kind"] == BASELINE and e not in submitted)
+        self._flush(executor, partial=True)
 
     # -- results ----------------------------------------------------------------------------
     def _record(self, job: JobResult) -> None:
-        eval_id = self._jobs.pop(job.job_id, None)
-        if eval_id is None or eval_id not in self.pending:
+        eval_ids = self._jobs.pop(job.job_id, None)
+        if eval_ids is None:
             return
+        values: list[dict[str, Any] | None] = [None] * len(eval_ids)
+        if job.ok and job.value is not None:
+            if "results" in job.value and len(job.value["results"]) == len(eval_ids):
+                values = list(job.value["results"])
+            elif len(eval_ids) == 1:
+                values = [job.value]
+            elif job.value.get("status") == "error":
+                values = [job.value] * len(eval_ids)
+        for eval_id, value in zip(eval_ids, values, strict=True):
+            if eval_id in self.pending:
+                self._record_one(eval_id, job, value)
+
+    def _record_one(self, eval_id: int, job: JobResult, value: dict[str, Any] | None) -> None:
         info = self.pending[eval_id]
         result: EvalResult | None = None
-        if job.ok and job.value is not None and job.value.get("status") != "error":
-            result = EvalResult.from_json(job.value)
+        if job.ok and value is not None and value.get("status") != "error":
+            result = EvalResult.from_json(value)
             status, stage, reason = result.status, result.stage, result.reason
             score = result.mean_accuracy if result.ok else None
-            metrics: dict[str, Any] = job.value
+            metrics: dict[str, Any] = value
             cost = result.seconds
         else:
             status, stage, score, cost = "failed", "worker", None, job.elapsed_s
-            reason = (job.value or {}).get("error") if job.ok else f"{job.status}: {job.error or ''}".strip()
+            reason = (value or {}).get("error") if job.ok else f"{job.status}: {job.error or ''}".strip()
             metrics = {"status": "failed", "executor_status": job.status, "error": reason}
         with self.store.transaction():
             if job.worker:
