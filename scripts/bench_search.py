@@ -1,7 +1,7 @@
 """Can a search rediscover a planted activation? Regularized evolution vs random search.
 
-    python scripts/bench_search.py [--space gp] [--planted 'sin(x)'] [--seeds 5] [--budget 120]
-                                   [--steps 300] [--tolerance 0.02] [--backend local]
+    python scripts/bench_search.py [--space gp] [--planted 'sin(x)'] [--seeds 5] [--budget 100]
+                                   [--steps 1000] [--tolerance 0.02] [--backend local]
 
 Task: teacher-student, whose teacher network uses the planted formula. Each strategy runs one
 search per seed (same seeds for both, populations *not* seeded with reference activations, so
@@ -55,8 +55,8 @@ def main() -> None:
     parser.add_argument("--space", default="gp")
     parser.add_argument("--planted", default="sin(x)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--budget", type=int, default=120)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--backend", default="local", choices=("local", "ray"))
     parser.add_argument("--strategies", default="evolution,random")

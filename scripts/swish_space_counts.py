@@ -14,18 +14,7 @@ import argparse
 import time
 
 from afsearch.spaces import load_space
-from afsearch.spaces.swish import SwishSpace
-
-TOP_EIGHT = (
-    "x * sigmoid(beta * x)",
-    "max(x, sigmoid(x))",
-    "cos(x) - x",
-    "min(x, sin(x))",
-    "atan(x)^2 - x",
-    "max(x, tanh(x))",
-    "sinc(x) + x",
-    "x * asinh(x)^2",
-)
+from afsearch.spaces.swish import TOP_EIGHT, SwishSpace
 
 
 def main() -> None:

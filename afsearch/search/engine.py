@@ -468,6 +468,10 @@ class Search:
         eval_ids = self._jobs.pop(job.job_id, None)
         if eval_ids is None:
             return
+        if self._stop.is_set() and not job.ok:
+            # a Ctrl-C also reaches worker processes: what died with it is not the candidate's
+            # fault, so it stays queued for `resume` instead of being recorded as failed
+            return
         values: list[dict[str, Any] | None] = [None] * len(eval_ids)
         if job.ok and job.value is not None:
             if "results" in job.value and len(job.value["results"]) == len(eval_ids):

@@ -33,11 +33,8 @@ from afsearch.spaces.templates import Template, match, parse_template, rename_pa
 from afsearch.spaces.toml_schema import check_keys, load_toml, optional, require, space_error
 
 SOURCES = ("x", "prev")
-#: proposed first where the space contains them: common references and the Swish paper's
-#: top eight functions (REFERENCE §1)
-SEED_FORMULAS = (
-    "relu(x)",
-    "x * sigmoid(x)",
+#: the Swish paper's top eight functions (REFERENCE §1)
+TOP_EIGHT = (
     "x * sigmoid(beta * x)",
     "max(x, sigmoid(x))",
     "cos(x) - x",
@@ -47,6 +44,8 @@ SEED_FORMULAS = (
     "sinc(x) + x",
     "x * asinh(x)^2",
 )
+#: proposed first where the space contains them: common references and the top eight
+SEED_FORMULAS = ("relu(x)", "x * sigmoid(x)", *TOP_EIGHT)
 
 
 @dataclass
@@ -345,4 +344,4 @@ def _ops(
     return ops
 
 
-__all__ = ["SwishSpace", "load_swish_space"]
+__all__ = ["SEED_FORMULAS", "TOP_EIGHT", "SwishSpace", "load_swish_space"]
