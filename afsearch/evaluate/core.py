@@ -43,7 +43,7 @@ def _check(budget: int | None, seeds: int) -> None:
 
 def _short_traceback(exc: BaseException, lines: int = 6) -> str:
     text = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return "".join(text[-lines:])
+    return "".join(text[:1] + text[1:][-lines:])  # header + innermost frames
 
 
 def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
