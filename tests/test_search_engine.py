@@ -102,3 +102,14 @@ def test_real_packed_search_on_an_mlp_task(tmp_path):
     with Search.create(config, tmp_path) as search:
         summary = search.run()
         assert search.trained == 6 and summary.best is not None
+
+
+def test_resume_with_a_larger_budget_is_remembered(tmp_path):
+    search_jobs.CALLS.clear()
+    with Search.create(_config(budget=5, strategy="random"), tmp_path) as search:
+        search.run(LocalExecutor(search_jobs.crafted))
+    with Search.resume(tmp_path / "t", overrides={"budget": 8}) as search:
+        search.run(LocalExecutor(search_jobs.crafted))
+        assert search.trained == 8
+    with Search.resume("t", tmp_path) as search:
+        assert search.config.budget == 8

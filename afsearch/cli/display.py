@@ -91,11 +91,12 @@ class LiveDisplay:
                 self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
                 self.live.start()
             else:
-                self.console.print(f"run {d['run']}: {self.budget} evaluations on {self.capacity} worker(s)")
+                self._plain(f"run {d['run']}: {self.budget} evaluations on {self.capacity} worker(s)")
         elif event.kind == "baseline":
             if d.get("score") is not None:
                 self.baselines[d.get("name") or d["formula"]] = float(d["score"])
-            self._plain(f"baseline {d.get('name')}: {d.get('score')}")
+            score = f"{d['score']:.4f}" if d.get("score") is not None else d.get("status")
+            self._plain(f"baseline {d.get('name')}: {score}")
         elif event.kind == "result":
             self.done += 1
             self.in_flight = int(d.get("in_flight", 0))
@@ -107,7 +108,8 @@ class LiveDisplay:
                 self.rejections[d.get("stage") or "?"] += 1
             else:
                 self.failures += 1
-            self._plain(f"[{self.done}/{self.budget}] {d['status']:<8} {d.get('score') or '':<8} {d['formula']}"
+            score = f"{d['score']:.4f}" if d.get("score") is not None else ""
+            self._plain(f"[{self.done}/{self.budget}] {d['status']:<8} {score:<7} {d['formula']}"
                         + (f"  ({d['stage']}: {d['reason']})" if d["status"] != "done" else ""))
         elif event.kind == "cache":
             self.cache_hits += 1
@@ -117,8 +119,8 @@ class LiveDisplay:
             self.live.update(self._render())
 
     def _plain(self, line: str) -> None:
-        if not self.interactive:
-            self.console.print(line, markup=False, highlight=False)
+        if not self.interactive:  # a log file or a pipe: whole lines, no wrapping
+            print(line, file=self.console.file, flush=True)
 
     def close(self) -> None:
         if self.live is not None:

@@ -40,7 +40,7 @@ from afsearch.search.seeding import derive_seed
 from afsearch.search.strategies.base import Outcome, Proposal, Strategy
 from afsearch.spaces import load_space
 from afsearch.spaces.base import SearchSpace
-from afsearch.store import LeaderboardEntry, RunStore, resolve_run
+from afsearch.store import LeaderboardEntry, RunStore, dumps_toml, resolve_run, write_atomic
 
 BASELINE = "baseline"
 #: a strategy that keeps proposing known candidates is stopped after this many proposals per
@@ -174,8 +174,13 @@ class Search:
         store = RunStore.open(path, "rw")
         try:
             data = dict(store.config)
-            data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+            changed = {k: v for k, v in (overrides or {}).items() if v is not None and data.get(k) != v}
+            data.update(changed)
             config = SearchConfig.from_dict(data, str(path / "config.toml"))
+            if changed:  # e.g. a raised budget: the next resume must see it too
+                write_atomic(path / "config.toml", dumps_toml(config.to_toml_dict()))
+                store.config = config.to_toml_dict()
+                store.log("resumed with " + ", ".join(f"{k}={v}" for k, v in changed.items()))
             space = load_space(config.space)
             strategy = cls._make_strategy(config, space, store)
             search = cls(store, config, space, strategy, on_event=on_event)

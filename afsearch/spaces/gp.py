@@ -25,10 +25,9 @@ process (processes are fine).
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -43,6 +42,7 @@ from afsearch.expr.primitives import PRIMITIVES
 from afsearch.expr.printers import to_string
 from afsearch.expr.tree import CONST, MAX_DEPTH, MAX_SIZE, PARAM, Expr, X
 from afsearch.reference import get_reference
+from afsearch.rng import seeded_global_random
 from afsearch.spaces.base import Genotype, SearchSpace
 from afsearch.spaces.toml_schema import check_keys, load_toml, optional, require, space_error
 
@@ -69,15 +69,6 @@ def _uniform_constant(low: float, high: float, digits: int) -> float:
     return round(random.uniform(low, high), digits)
 
 
-@contextlib.contextmanager
-def seeded_global_random(rng: random.Random) -> Iterator[None]:
-    """Seed Python's global `random` from `rng` for the block; restore its state afterwards."""
-    state = random.getstate()
-    random.seed(rng.getrandbits(64))
-    try:
-        yield
-    finally:
-        random.setstate(state)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """RunStore: one run directory, everything a search needs to resume after any crash.
 
     runs/<name>/
-        config.toml   resolved configuration (written once, atomically)
+        config.toml   resolved configuration (written atomically; rewritten when a resume changes it)
         afsearch.db   SQLite (WAL): candidates, evaluations, strategy-state snapshots, meta
         optuna.db     Optuna's own SQLite storage, created by Optuna where a strategy uses it
         log.txt       human-readable log, appended

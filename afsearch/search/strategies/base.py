@@ -12,16 +12,15 @@ and non-finite evaluations carry ``score = -inf``: they always rank worst, never
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from afsearch.errors import ConfigError
+from afsearch.rng import seeded_global_random
 from afsearch.spaces.base import Genotype, SearchSpace
 
 
@@ -105,19 +104,8 @@ def genotype_id(genotype: Genotype) -> str:
     return json.dumps(genotype, sort_keys=True, separators=(",", ":"))
 
 
-@contextlib.contextmanager
-def deap_random(rng: random.Random) -> Iterator[None]:
-    """Run a block that draws from Python's global `random` (DEAP's selection and variation
-    operators do) deterministically: the global generator is seeded from one draw of `rng` for
-    the block and its previous state is restored afterwards. A strategy driven by one
-    `random.Random` is then reproducible and resumable (its rng state is in its JSON state).
-    Not thread-safe: do not run strategies of one process in several threads."""
-    saved = random.getstate()
-    random.seed(rng.getrandbits(64))
-    try:
-        yield
-    finally:
-        random.setstate(saved)
+#: DEAP draws from the global `random`; strategies wrap DEAP calls in this
+deap_random = seeded_global_random
 
 
 def make_entry(proposal: Proposal, outcome: Outcome, age: int) -> dict[str, Any]:
