@@ -200,13 +200,14 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="Pareto front" if args.pareto else None)
-    for col in ("rank", "id", "score", "± std", "n", "Δ best baseline", "validated", "origin", "formula"):
+    for col in ("rank", "id", "score", "± std", "seeds", "Δ best baseline", "validated (test)", "origin", "formula"):
         table.add_column(col, overflow="fold")
     for i, row in enumerate(rows, 1):
         delta = "" if row["delta_to_best_baseline"] is None else f"{row['delta_to_best_baseline']:+.4f}"
         val = row.get("validation")
         vtext = "" if not val else f"{val['mean']:.4f}±{val['std']:.4f}" + (" ✓" if val.get("beats_baseline") else "")
-        table.add_row(str(i), str(row["id"]), f"{row['mean']:.4f}", f"{row['std']:.4f}", str(row["n"]),
+        std = "-" if row["std"] is None else f"{row['std']:.4f}"
+        table.add_row(str(i), str(row["id"]), f"{row['mean']:.4f}", std, str(row["n"]),
                       delta, vtext, row["origin"] or "", row["formula"] or "")
     Console(width=max(120, Console().width)).print(table)
     return 0

@@ -62,7 +62,7 @@ def leaderboard_rows(store: RunStore, top: int = 10, pareto: bool = False) -> li
             "origin": entry.candidate.origin,
             "fingerprint": entry.candidate.fingerprint,
             "mean": entry.mean,
-            "std": float(std) if isinstance(std, (int, float)) and math.isfinite(std) else 0.0,
+            "std": float(std) if isinstance(std, (int, float)) and math.isfinite(std) else None,
             "n": len(metrics.get("per_seed", [])) or entry.n,
             "activation_cost": cost if isinstance(cost, (int, float)) else None,
             "params": metrics.get("params"),
