@@ -69,7 +69,8 @@ def test_resume_of_a_locked_run_is_refused(tmp_path):
 
 @pytest.mark.parametrize("kw, error", [({"space": "nope"}, SpaceError), ({"task": "imagenet"}, ConfigError),
                                        ({"strategy": "annealing"}, ConfigError),
-                                       ({"strategy_options": {"populaton": 3}}, ConfigError)])
+                                       ({"strategy_options": {"populaton": 3}}, ConfigError),
+                                       ({"space": "evonorm"}, ConfigError)])
 def test_bad_search_settings(tmp_path, kw, error):
     with pytest.raises(error):
         Search.create(_config(**kw), tmp_path)
@@ -113,3 +114,11 @@ def test_resume_with_a_larger_budget_is_remembered(tmp_path):
         assert search.trained == 8
     with Search.resume("t", tmp_path) as search:
         assert search.config.budget == 8
+
+
+def test_evonorm_search_on_a_cnn_task(tmp_path):
+    config = _config(space="evonorm", task="digits-cnn", budget=3, steps=20, baselines=["relu"])
+    with Search.create(config, tmp_path) as search:
+        search.run()
+        evaluated = [c for c in search.store.leaderboard(top=None) if c.candidate.kind == "layer"]
+        assert search.trained == 3 and evaluated

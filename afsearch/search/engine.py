@@ -150,7 +150,7 @@ class Search:
         if unknown:
             raise ConfigError(f"strategy {strategy_name!r} has no option(s) {', '.join(unknown)}; "
                               f"allowed: {', '.join(sorted(allowed)) or 'none'}")
-        _check_tasks(config)
+        _check_tasks(config, space)
         name = config.name or f"{Path(config.space).stem}-{strategy_name}-{datetime.now():%Y%m%d-%H%M%S}"
         config.name = name
         path = Path(runs_dir) / name
@@ -579,12 +579,19 @@ def _entry_json(entry: LeaderboardEntry | None) -> dict[str, Any] | None:
             "mean": entry.mean, "std": entry.std, "n": entry.n}
 
 
-def _check_tasks(config: SearchConfig) -> None:
+def _check_tasks(config: SearchConfig, space: SearchSpace) -> None:
     from afsearch.evaluate import TASKS
+    from afsearch.evaluate.tasks import layer_tasks
 
     for task in config.tasks:
         if task not in TASKS:
             raise ConfigError(f"unknown task {task!r}; allowed: {', '.join(sorted(TASKS))}")
+    probe = space.to_candidate(space.sample(random.Random(0)))
+    if probe.is_layer:
+        wrong = [t for t in config.tasks if not TASKS[t].layers]
+        if wrong:
+            raise ConfigError(f"space {config.space!r} searches normalization-activation layers, which "
+                              f"task(s) {', '.join(wrong)} cannot use; choose one of {', '.join(layer_tasks())}")
 
 
 __all__ = ["Search", "SearchConfig", "SearchEvent", "SearchSummary", "outcome_from_results"]
