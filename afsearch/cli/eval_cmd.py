@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--budget", type=int, default=None, help="training steps (default: task's)")
     p.add_argument("--data-dir", default=None, help="dataset directory (cifar10-resnet)")
+    p.add_argument("--task-option", action="append", metavar="KEY=VALUE",
+                   help="task config, e.g. planted='x * tanh(x)' for teacher-student")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--no-ladder", action="store_true", help="train even if a rung would reject")
     p.add_argument("--baselines", action="store_true",
@@ -40,8 +42,12 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.budget is not None and args.budget <= 0:
         raise TaskError(f"--budget must be a positive number of steps, got {args.budget}")
     expr, _ = formula_from_args(args)
-    config = {"data_dir": args.data_dir} if args.data_dir else None
-    task = get_task(args.task, config)
+    from afsearch.cli.run_cmds import task_options
+
+    config = task_options(args.task_option)
+    if args.data_dir:
+        config["data_dir"] = args.data_dir
+    task = get_task(args.task, config or None)
     result = evaluate(Candidate.activation(to_string(expr)), task, budget=args.budget,
                       seed=args.seed, seeds=args.seeds, ladder=not args.no_ladder,
                       threads=args.threads, baselines=args.baselines)

@@ -24,7 +24,7 @@ SEARCH_EXAMPLES = """examples:
 """
 
 
-def _task_options(items: list[str] | None) -> dict[str, Any]:
+def task_options(items: list[str] | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -59,7 +59,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_ladder:
         out["ladder"] = False
     if args.task_option:
-        out["task_config"] = _task_options(args.task_option)
+        out["task_config"] = task_options(args.task_option)
     if args.extra_task:
         out["extra_tasks"] = list(args.extra_task)
     if args.objective:
