@@ -507,13 +507,11 @@ class Search:
                 self.store.mark_running(eval_id, job.worker)
             self.store.finish_evaluation(eval_id, status, score, metrics, stage, reason, cost)
             del self.pending[eval_id]
-            told = []
             for key in info["waiters"]:
                 entry = self.open_proposals.get(key)
                 if entry is not None:
                     entry["results"][info["task"]] = metrics
-                    if self._maybe_tell(key) is not None:
-                        told.append(key)
+                    self._maybe_tell(key)
             self._snapshot()
         formula = self.store.candidate(info["cid"]).formula
         self._emit(BASELINE if info["kind"] == BASELINE else "result", {
