@@ -47,16 +47,10 @@ def trained_history(search: Search, planted_expr, tolerance: float) -> tuple[int
     """(index of the first trained evaluation that hits the planted formula, best-so-far curve)."""
     store = search.store
     planted_fp = fingerprint(planted_expr)
-    rows = []
-    for cid in range(1, store.counts().candidates + 1):
-        record = store.candidate(cid)
-        if record.origin == "baseline":
-            continue
-        for ev in store.evaluations_for(cid):
-            rows.append((ev.id, record, ev))
-    rows.sort(key=lambda r: r[0])
+    rows = [(store.candidate(ev.candidate_id), ev) for ev in store.evaluations()]
+    rows = [(record, ev) for record, ev in rows if record.origin != "baseline"]
     found_at, best, curve = None, float("-inf"), []
-    for i, (_, record, ev) in enumerate(rows, 1):
+    for i, (record, ev) in enumerate(rows, 1):
         if found_at is None and record.formula:
             expr = parse(record.formula)
             if record.fingerprint == planted_fp or affine_distance(expr, planted_expr) <= tolerance:

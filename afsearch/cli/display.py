@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections import Counter
 from typing import Any
 
@@ -135,8 +134,3 @@ def make_observer(mode: str, budget: int) -> Any:
     if mode == "quiet":
         return QuietEvents()
     return LiveDisplay(budget, Console(file=sys.stdout))
-
-
-def plain_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 3600:.1f} h"

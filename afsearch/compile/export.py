@@ -22,6 +22,7 @@ from afsearch.compile.codegen import generate_module
 from afsearch.compile.compiler import load_generated
 from afsearch.errors import ConfigError
 from afsearch.expr.tree import Expr
+from afsearch.store import write_atomic
 
 FORMATS = ("python", "torchscript", "pt2")
 
@@ -41,17 +42,6 @@ def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if bad or not formats:
         raise ConfigError(f"unknown export format(s) {bad or text!r}; allowed: {', '.join(FORMATS)}")
     return formats
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _prepare_dir(out_dir: Path) -> None:
@@ -76,7 +66,7 @@ def export_activation(
     written: dict[str, Path] = {}
     if "python" in formats:
         path = out / f"{stem}.py"
-        _atomic_bytes(path, generated.source.encode())
+        write_atomic(path, generated.source)
         written["python"] = path
     needs_module = {"torchscript", "pt2"} & set(formats)
     if needs_module:

@@ -27,19 +27,13 @@ LADDER = ("screen", "stability", "quality", "train")
 
 
 def _all_evaluations(store: RunStore) -> list[tuple[EvaluationRecord, str | None]]:
+    """(evaluation, origin of its candidate) in the order the results arrived."""
+    origins: dict[int, str | None] = {}
     out = []
-    cid = 1
-    total = store.counts().candidates
-    found = 0
-    while found < total and cid < total * 10 + 10:
-        try:
-            record = store.candidate(cid)
-        except KeyError:
-            cid += 1
-            continue
-        found += 1
-        out.extend((ev, record.origin) for ev in store.evaluations_for(cid))
-        cid += 1
+    for ev in store.evaluations():
+        if ev.candidate_id not in origins:
+            origins[ev.candidate_id] = store.candidate(ev.candidate_id).origin
+        out.append((ev, origins[ev.candidate_id]))
     out.sort(key=lambda pair: (pair[0].finished_at or math.inf, pair[0].id))
     return out
 

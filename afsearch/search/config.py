@@ -132,6 +132,24 @@ class SearchConfig:
     def tasks(self) -> list[str]:
         return [self.task, *[t for t in self.extra_tasks if t != self.task]]
 
+    def steps_for(self, task: str) -> int:
+        """Training steps of one evaluation on `task` (``steps`` or the task's default)."""
+        return steps_for(task, self.steps)
+
+    def task_config_for(self, task: str) -> dict[str, Any] | None:
+        """The task config sent to workers: ``task_config`` applies to the main task;
+        ``data_dir`` to CIFAR tasks."""
+        config = dict(self.task_config) if task == self.task else {}
+        if task.startswith("cifar10") and self.data_dir:
+            config.setdefault("data_dir", self.data_dir)
+        return config or None
+
+
+def steps_for(task: str, steps: int | None) -> int:
+    from afsearch.evaluate import TASKS
+
+    return int(steps or TASKS[task].recipe.steps)
+
 
 def _expect_types(config: SearchConfig, source: str) -> None:
     expected: dict[str, tuple[type, ...]] = {

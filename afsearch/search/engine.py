@@ -120,7 +120,6 @@ class Search:
         self.strategy = strategy
         self.on_event = on_event
         self.train_seeds = [derive_seed(config.seed, "train", k) for k in range(config.seeds)]
-        self.steps = config.steps  # None: the task's default budget, resolved per task below
         # engine state (persisted in every snapshot)
         self.trained = 0
         self.proposals = 0
@@ -387,17 +386,7 @@ class Search:
         return None
 
     def _steps_for(self, task: str) -> int:
-        if self.steps is not None:
-            return self.steps
-        from afsearch.evaluate import TASKS
-
-        return TASKS[task].recipe.steps
-
-    def _task_config(self, task: str) -> dict[str, Any] | None:
-        config = dict(self.config.task_config) if task == self.config.task else {}
-        if task.startswith("cifar10") and self.config.data_dir:
-            config.setdefault("data_dir", self.config.data_dir)
-        return config or None
+        return self.config.steps_for(task)
 
     def _payload(self, eval_ids: list[int]) -> dict[str, Any]:
         infos = [self.pending[e] for e in eval_ids]
@@ -413,7 +402,7 @@ class Search:
             payload["candidate"] = infos[0]["candidate"]
         else:
             payload["candidates"] = [info["candidate"] for info in infos]
-        config = self._task_config(task)
+        config = self.config.task_config_for(task)
         if config:
             payload["task_config"] = config
         return payload

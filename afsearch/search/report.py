@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from afsearch.search.config import steps_for
 from afsearch.store import CandidateRecord, RunStore, write_atomic
 
 BASELINE = "baseline"
@@ -15,12 +16,9 @@ VALIDATION_FILE = "validation.json"
 
 
 def main_task_and_steps(store: RunStore) -> tuple[str, int]:
-    from afsearch.evaluate import TASKS
-
     config = store.config
     task = config.get("task", "mnist1d-mlp")
-    steps = config.get("steps") or TASKS[task].recipe.steps
-    return task, int(steps)
+    return task, steps_for(task, config.get("steps"))
 
 
 def load_validation(store: RunStore) -> dict[str, Any] | None:

@@ -57,9 +57,7 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
                                  num_workers=config.workers)
     started = time.time()
     try:
-        task_config = dict(config.task_config)
-        if task.startswith("cifar10") and config.data_dir:
-            task_config.setdefault("data_dir", config.data_dir)
+        task_config = config.task_config_for(task)
         for i, entry in enumerate(entries):
             payload = {"candidate": entry["candidate"], "task": task, "budget": steps, "seed": seeds,
                        "seeds": len(seeds), "ladder": False}

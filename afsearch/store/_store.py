@@ -323,6 +323,11 @@ class RunStore:
         )
         return [EvaluationRecord.from_row(r) for r in rows]
 
+    def evaluations(self) -> list[EvaluationRecord]:
+        """Every evaluation of the run, oldest first."""
+        rows = self._conn.execute("SELECT * FROM evaluations ORDER BY id")
+        return [EvaluationRecord.from_row(r) for r in rows]
+
     def in_flight(self) -> list[EvaluationRecord]:
         """Queued or running evaluations: the work a resumed search must dispatch again."""
         rows = self._conn.execute(
