@@ -4,7 +4,9 @@
 
 Prints: TorchScript compile latency per candidate (parse + codegen + load + torch.jit.script,
 cold cache; target <= 10 ms median) and forward+backward throughput of the scripted module
-vs the eager module on a 1M-element float32 tensor, measured side by side (target >= 1x)."""
+and of the fused-kernel module (afsearch.compile.fused, default "auto" policy: formulas eager
+runs as one torch kernel, e.g. silu(x), stay eager) vs the eager module on a 1M-element float32
+tensor, each pair measured side by side (target >= 1x)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ import random
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 
 import torch
 
-from afsearch.compile import CompileCache
+from afsearch.compile import CompileCache, CompiledActivation
+from afsearch.compile.fused import fused_status, to_program
 from afsearch.expr import BINARY, UNARY, Expr, screen, to_string
 
 
@@ -85,6 +89,8 @@ def main() -> None:
     parser.add_argument("--elements", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--throughput-sample", type=int, default=40, help="formulas timed for throughput")
+    parser.add_argument("--only", choices=("all", "scripted", "fused"), default="all",
+                        help="which compiled modules to time against eager")
     args = parser.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)
     torch.manual_seed(0)
@@ -104,24 +110,40 @@ def main() -> None:
         f"p90 {latencies[int(0.9 * len(latencies))]:.2f} ms, max {latencies[-1]:.2f} ms  (target: median <= 10 ms)"
     )
 
+    lowering = []
+    for expr in formulas:
+        t0 = time.perf_counter()
+        to_program(expr)
+        lowering.append((time.perf_counter() - t0) * 1e3)
+    print(f"fused-kernel program lowering per candidate: median {statistics.median(lowering):.3f} ms, "
+          f"max {max(lowering):.3f} ms (the kernel library itself is built once per machine)")
+
     x = torch.randn(args.elements)
     usable = [e for e in formulas if screen(e).passed][: args.throughput_sample]
     print(f"forward+backward on {args.elements:,} elements, {len(usable)} screened formulas, "
           "each pair timed interleaved (best of reps):")
-    for label, wrap in (("scripted (default executor)", lambda m: m),
-                        ("scripted (plain executor)", PlainExecutor)):
+    status = fused_status()
+    print(f"fused kernels: {'available' if status.available else 'UNAVAILABLE'} ({status.reason})")
+    variants: list[tuple[str, str, Callable[[CompiledActivation], torch.nn.Module]]] = [
+        ("scripted (default executor)", "scripted", lambda c: c.new_scripted()),
+        ("scripted (plain executor)", "scripted", lambda c: PlainExecutor(c.new_scripted())),
+        ("fused kernel", "fused", lambda c: c.new_fused()),
+    ]
+    for label, short, make in variants:
+        if args.only not in ("all", short):
+            continue
         ratios = []
-        eager_total = scripted_total = 0.0
+        eager_total = other_total = 0.0
         for expr in usable:
             compiled = cache.compile(expr)
-            t_eager, t_script = fwd_bwd_seconds(compiled.new_module(), wrap(compiled.new_scripted()), x, args.reps)
+            t_eager, t_other = fwd_bwd_seconds(compiled.new_module(), make(compiled), x, args.reps)
             eager_total += t_eager
-            scripted_total += t_script
-            ratios.append(t_eager / t_script)
+            other_total += t_other
+            ratios.append(t_eager / t_other)
         print(
-            f"  {label}: eager {eager_total / len(usable) * 1e3:.2f} ms, scripted "
-            f"{scripted_total / len(usable) * 1e3:.2f} ms per call; throughput scripted/eager: total "
-            f"{eager_total / scripted_total:.2f}x, median {statistics.median(ratios):.2f}x, "
+            f"  {label}: eager {eager_total / len(usable) * 1e3:.2f} ms, {short} "
+            f"{other_total / len(usable) * 1e3:.2f} ms per call; throughput {short}/eager: total "
+            f"{eager_total / other_total:.2f}x, median {statistics.median(ratios):.2f}x, "
             f"min {min(ratios):.2f}x  (target >= 1x)"
         )
 

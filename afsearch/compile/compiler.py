@@ -1,4 +1,5 @@
-"""Expression -> eager ``nn.Module`` class -> TorchScript, cached per process by fingerprint."""
+"""Expression -> eager ``nn.Module`` class -> TorchScript or fused kernel, cached per process by
+fingerprint."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from afsearch.compile.codegen import GeneratedModule, generate_module
+from afsearch.compile.fused import FusedActivation, FusedProgram, to_program
 from afsearch.expr.fingerprint import fingerprint
 from afsearch.expr.parser import parse
 from afsearch.expr.tree import Expr
@@ -24,6 +26,11 @@ class CompiledActivation:
     generated: GeneratedModule
     module_class: type[nn.Module]
     _scripted: torch.jit.ScriptModule | None = field(default=None, repr=False)
+    #: the expression module_class was generated from: an equivalent formula (same
+    #: fingerprint) reuses the class of the first one, and the fused program must follow the
+    #: class, not ``expr``
+    source_expr: Expr | None = field(default=None, repr=False)
+    _program: FusedProgram | None = field(default=None, repr=False)
 
     @property
     def formula(self) -> str:
@@ -36,6 +43,18 @@ class CompiledActivation:
     def new_scripted(self) -> torch.jit.ScriptModule:
         """A fresh TorchScript module (scripting a known class reuses torch's type cache)."""
         return torch.jit.script(self.module_class())
+
+    def fused_program(self) -> FusedProgram:
+        """The fused-kernel program of the module class (lowered once, then cached)."""
+        if self._program is None:
+            self._program = to_program(self.source_expr if self.source_expr is not None else self.expr)
+        return self._program
+
+    def new_fused(self, policy: str = "auto") -> FusedActivation:
+        """A fresh :class:`FusedActivation` with its own trainable constants: a fused CPU
+        kernel for float32 inputs, the eager module for everything else (``policy``: see
+        FusedActivation)."""
+        return FusedActivation(self.new_module(), self.fused_program(), policy)
 
     def scripted(self) -> torch.jit.ScriptModule:
         """The cached TorchScript module (shared: do not train it, use new_scripted)."""
@@ -62,7 +81,7 @@ class CompileCache:
             if hit is not None:
                 if hit.expr == expr:
                     return hit
-                return CompiledActivation(expr, fp, hit.generated, hit.module_class)
+                return CompiledActivation(expr, fp, hit.generated, hit.module_class, source_expr=hit.expr)
             self._counter += 1
             generated = generate_module(expr)
             cls = load_generated(generated, f"afsearch_generated_{fp}_{self._counter}")
