@@ -19,6 +19,17 @@ def test_packed_scores_match_one_by_one():
         assert p.mean_loss == pytest.approx(s.mean_loss, rel=0.05)
 
 
+def test_frozen_layers_stay_frozen_when_packed():
+    # the readout student trains only its last layer; packed training must respect that
+    task = get_task("teacher-student", {"student": "readout", "n_train": 500})
+    formulas = ["sin(x)", "x * sigmoid(x)", "tanh(x)"]
+    packed = evaluate_many(formulas, task, budget=150, seed=1, ladder=False, measure_cost=False)
+    single = [evaluate(f, task, budget=150, seed=1, ladder=False, measure_cost=False) for f in formulas]
+    for p, s in zip(packed, single, strict=True):
+        assert p.status == s.status == "done"
+        assert p.mean_accuracy == pytest.approx(s.mean_accuracy, abs=1e-4)
+
+
 def test_ladder_applies_per_member():
     results = evaluate_many(["relu(x)", "x", "3", "0.001 * sin(x) + 0.5"], "mnist1d-mlp", budget=100, seeds=2)
     assert results[0].status == "done" and len(results[0].per_seed) == 2

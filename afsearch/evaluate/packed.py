@@ -14,6 +14,7 @@ Only models that are a plain ``Linear, act, Linear, act, ..., Linear`` stack can
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from afsearch.compile.fused import FusedActivation, fused_packed, fused_status, to_program
+from afsearch.errors import AfsearchError
 from afsearch.evaluate.trainer import (
     Data,
     Recipe,
@@ -32,6 +35,7 @@ from afsearch.evaluate.trainer import (
     lr_at,
     pick_device,
 )
+from afsearch.expr.parser import parse
 
 
 def linear_stack(model: nn.Module) -> tuple[list[nn.Linear], list[nn.Module]] | None:
@@ -59,15 +63,22 @@ class _Pack:
         shapes = {tuple((lin.in_features, lin.out_features) for lin in s[0]) for s in stacks if s}
         if None in stacks or len(shapes) != 1:
             raise ValueError("packed training needs MLPs of one shape (Linear, act, ..., Linear)")
-        self.weights = [torch.stack([s[0][i].weight.detach().t() for s in stacks]).to(device).requires_grad_()
-                        for i in range(len(stacks[0][0]))]
-        self.biases = [torch.stack([s[0][i].bias.detach().unsqueeze(0) for s in stacks]).to(device).requires_grad_()
-                       for i in range(len(stacks[0][0]))]
+        layers = range(len(stacks[0][0]))
+        # a frozen layer (e.g. the teacher-student readout student's hidden layers) stays frozen
+        trainable = [{s[0][i].weight.requires_grad for s in stacks} | {s[0][i].bias.requires_grad for s in stacks}
+                     for i in layers]
+        if any(len(t) != 1 for t in trainable):
+            raise ValueError("packed training needs every member to freeze the same layers")
+        self.weights = [torch.stack([s[0][i].weight.detach().t() for s in stacks]).to(device)
+                        .requires_grad_(trainable[i] == {True}) for i in layers]
+        self.biases = [torch.stack([s[0][i].bias.detach().unsqueeze(0) for s in stacks]).to(device)
+                       .requires_grad_(trainable[i] == {True}) for i in layers]
         self.acts = [[a.to(device) for a in s[1]] for s in stacks]
+        self.fused = [_fused_layer([member[i] for member in self.acts], device) for i in layers[:-1]]
 
     def params(self) -> list[torch.Tensor]:
         act_params = [p for member in self.acts for a in member for p in a.parameters() if p.requires_grad]
-        return [*self.weights, *self.biases, *act_params]
+        return [p for p in (*self.weights, *self.biases) if p.requires_grad] + act_params
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [K, B, in] -> [K, B, out]."""
@@ -76,7 +87,9 @@ class _Pack:
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.baddbmm(b, h, w)
             if i < last:
-                h = torch.stack([member[i](h[k]) for k, member in enumerate(self.acts)])
+                fused = self.fused[i]
+                h = fused_packed(fused, h) if fused is not None else \
+                    torch.stack([member[i](h[k]) for k, member in enumerate(self.acts)])
         return h
 
     def keep(self, rows: list[int], optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -85,7 +98,7 @@ class _Pack:
         index = torch.tensor(rows, device=self.weights[0].device)
 
         def take(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().index_select(0, index).clone().requires_grad_()
+            return t.detach().index_select(0, index).clone().requires_grad_(t.requires_grad)
 
         new_w = [take(w) for w in self.weights]
         new_b = [take(b) for b in self.biases]
@@ -96,6 +109,7 @@ class _Pack:
                                 for k, v in state.items()}
         self.weights, self.biases = new_w, new_b
         self.acts = [self.acts[r] for r in rows]
+        self.fused = [None if f is None else [f[r] for r in rows] for f in self.fused]
         for p in (q for member in self.acts for a in member for q in a.parameters()):
             if id(p) in old_state and old_state[id(p)]:
                 carried[id(p)] = old_state[id(p)]
@@ -125,6 +139,30 @@ class _Pack:
                 acc = float((o.argmax(1) == y).float().mean())
             results.append((acc, loss))
         return results
+
+
+def _fused_layer(acts: list[nn.Module], device: torch.device) -> list[FusedActivation] | None:
+    """The members' activations at one layer as fused-kernel modules sharing their parameters,
+    so that one kernel call applies all of them (forward and backward); None when any member
+    is not a generated formula module or the kernel cannot run here (then they run one by
+    one, eagerly)."""
+    if device.type != "cpu" or not fused_status().available:
+        return None
+    fused = []
+    for act in acts:
+        formula = getattr(type(act), "formula", None)
+        if not isinstance(formula, str) or isinstance(act, FusedActivation):
+            return None
+        try:
+            fused.append(FusedActivation(act, _program(formula), policy="always"))
+        except (ValueError, AfsearchError):
+            return None
+    return fused
+
+
+@functools.lru_cache(maxsize=4096)
+def _program(formula: str):  # noqa: ANN202
+    return to_program(parse(formula))
 
 
 def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, recipe: Recipe,
