@@ -1,7 +1,7 @@
 """Can a search rediscover a planted activation? Regularized evolution vs random search.
 
-    python scripts/bench_search.py [--space gp] [--planted 'sin(x)'] [--seeds 5] [--budget 100]
-                                   [--steps 1000] [--tolerance 0.05] [--backend local]
+    python scripts/bench_search.py [--space gp] [--planted 'max(x, tanh(x))'] [--seeds 5] [--budget 300]
+                                   [--steps 1000] [--tolerance 0.05] [--student readout] [--backend local]
 
 Task: teacher-student, whose teacher network uses the planted formula. Each strategy runs one
 search per seed (same seeds for both, populations *not* seeded with reference activations, so
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--student", default="readout", choices=("readout", "full"),
                         help="teacher-student student mode (see TeacherStudentConfig)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--tolerance", type=float, default=0.05)
     parser.add_argument("--backend", default="local", choices=("local", "ray"))
