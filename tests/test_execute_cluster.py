@@ -185,25 +185,37 @@ def _ray_processes(temp_dir: str, tree: dict[int, tuple[int, str, str, str]]) ->
 @pytest.mark.parametrize("mode", ["exit", "sigint"])
 def test_no_ray_processes_remain_after_exit(mode: str) -> None:
     temp_dir = tempfile.mkdtemp(prefix="afx-", dir="/tmp")  # short: Ray puts sockets in it
+    # stderr goes to a file, not a pipe: nobody reads a pipe while the child runs, and Ray's
+    # warnings on a loaded machine plus the KeyboardInterrupt traceback can fill it, blocking
+    # the child's exit on a write
+    stderr = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
         [sys.executable, "-c", EMBEDDED, mode, temp_dir],
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
+
+    def stderr_tail() -> str:
+        stderr.seek(0)
+        return stderr.read()[-3000:]
+
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.strip() == "READY", line + proc.stderr.read()[-3000:] if proc.stderr else ""
+        assert line.strip() == "READY", line + stderr_tail()
         tree = _descendants(proc.pid)
         names = " ".join(info[2] for info in tree.values())
         assert "raylet" in names and "gcs_server" in names, names
         if mode == "sigint":
             time.sleep(0.5)
             proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the driver did not exit within 90 s of {mode}; its stderr:\n{stderr_tail()}")
         end = time.monotonic() + 20
         while (left := _ray_processes(temp_dir, tree)) and time.monotonic() < end:
             time.sleep(0.5)
@@ -212,6 +224,7 @@ def test_no_ray_processes_remain_after_exit(mode: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        stderr.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
