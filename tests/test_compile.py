@@ -36,8 +36,17 @@ def test_random_trees_compile_and_torch_matches_numpy_where_finite(tree):
     got = _torch_eval(compiled.new_module(), GRID)
     want = evaluate_numpy(tree, GRID)
     assert got.shape == GRID.shape
-    both = np.isfinite(got) & np.isfinite(want)
+    both = np.isfinite(got) & np.isfinite(want) & _well_conditioned(tree, GRID, want)
     np.testing.assert_allclose(got[both], want[both], rtol=1e-6, atol=1e-8)
+
+
+def _well_conditioned(tree: Expr, x: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Points where the formula itself is stable: a 1e-10 relative nudge of x moves the value
+    by less than the test's tolerance. Elsewhere (e.g. sin(x ** (x * x)) at x = 5, the sine of
+    ~3e17) any two correct float64 implementations disagree, so there is nothing to compare."""
+    with np.errstate(all="ignore"):
+        nudged = evaluate_numpy(tree, x * (1 + 1e-10))
+        return np.abs(nudged - want) <= 1e-8 + 1e-7 * np.abs(want)
 
 
 @settings(max_examples=25, deadline=None)
