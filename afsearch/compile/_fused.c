@@ -462,6 +462,20 @@ static int choose_threads(int nthreads, int64_t total) {
     return nthreads;
 }
 
+/* Block blk of a K x M stacked input (bps blocks per member): its member's program, offset and
+ * length. Loads the program into the scratch registers when the member changes (*cur). */
+static inline const afs_prog *enter_block(scratch *s, const afs_prog *progs, const float *params,
+                                          int64_t blk, int64_t bps, int64_t M, int *cur,
+                                          int64_t *off, int *len) {
+    int k = (int)(blk / bps);
+    int64_t j0 = (blk % bps) * BLOCK;
+    *off = k * M + j0;
+    *len = (int)((M - j0) < BLOCK ? (M - j0) : BLOCK);
+    const afs_prog *p = progs + k;
+    if (k != *cur) { scratch_load(s, p, params); *cur = k; }
+    return p;
+}
+
 /* y[k*M + j] = program_k(x[k*M + j]) for k < K, j < M. Returns 0 on success. */
 int afs_forward(const afs_prog *progs, int32_t K, int64_t M, const float *x, const float *params,
                 float *y, int32_t nthreads) {
@@ -481,11 +495,9 @@ int afs_forward(const afs_prog *progs, int32_t K, int64_t M, const float *x, con
         #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
             if (!ok) continue;
-            int k = (int)(blk / bps);
-            int64_t j0 = (blk % bps) * BLOCK, off = k * M + j0;
-            int len = (int)((M - j0) < BLOCK ? (M - j0) : BLOCK);
-            const afs_prog *p = progs + k;
-            if (k != cur) { scratch_load(&s, p, params); cur = k; }
+            int64_t off;
+            int len;
+            const afs_prog *p = enter_block(&s, progs, params, blk, bps, M, &cur, &off, &len);
             int root = p->n_fixed + p->n_instr;
             s.V[0] = (float *)(x + off);
             s.V[root] = y + off; /* the last instruction writes the output directly */
@@ -529,11 +541,9 @@ int afs_backward(const afs_prog *progs, int32_t K, int64_t M, const float *x, co
         #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
             if (!ok) continue;
-            int k = (int)(blk / bps);
-            int64_t j0 = (blk % bps) * BLOCK, off = k * M + j0;
-            int len = (int)((M - j0) < BLOCK ? (M - j0) : BLOCK);
-            const afs_prog *p = progs + k;
-            if (k != cur) { scratch_load(&s, p, params); cur = k; }
+            int64_t off;
+            int len;
+            const afs_prog *p = enter_block(&s, progs, params, blk, bps, M, &cur, &off, &len);
             int root = p->n_fixed + p->n_instr;
             s.V[0] = (float *)(x + off);
             s.A[0] = gx ? gx + off : s.sink;

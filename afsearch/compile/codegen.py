@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from afsearch.expr.primitives import PRIMITIVES
+from afsearch.expr.primitives import EPS, PRIMITIVES
 from afsearch.expr.printers import evaluate_numpy, to_latex, to_string
 from afsearch.expr.tree import CONST, PARAM, Expr, X
 
@@ -47,6 +47,13 @@ def _number(value: float) -> str:
     return f"float({str(value)!r})"  # inf/nan survive only in unfoldable constant subtrees
 
 
+def protected_denominator(den: float) -> float:
+    """A constant denominator with the division guard applied at generation time
+    (|den| >= EPS, keeping its sign), as every compiled form must see it."""
+    den = float(den)
+    return (-EPS if den < 0 else EPS) if abs(den) < EPS else den
+
+
 # primitives whose torch template accepts a Python float in any argument position
 _SCALAR_SAFE = frozenset({"add", "sub", "mul"})
 
@@ -62,10 +69,8 @@ def _apply(node: Expr, arg_vars: list[str]) -> str:
         bound = "min" if node.op == "max" else "max"
         return f"torch.clamp({tensor_var}, {bound}={arg_vars[is_const.index(True)]})"
     if node.op == "div" and is_const == [False, True]:
-        den = node.args[1].value
-        if abs(den) < 1e-7:  # type: ignore[arg-type]
-            den = -1e-7 if den < 0 else 1e-7  # type: ignore[operator]
-        return f"{arg_vars[0]} / {_number(den)}"  # type: ignore[arg-type]
+        den = protected_denominator(node.args[1].value)  # type: ignore[arg-type]
+        return f"{arg_vars[0]} / {_number(den)}"
     if (node.op == "div" and is_const == [True, False]) or (node.op == "pow" and is_const == [False, True]):
         return prim.torch_source(*arg_vars)  # the constant only appears where a scalar is legal
     # rare: the template needs tensors everywhere; materialise constants like x

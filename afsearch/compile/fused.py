@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from afsearch.compile.codegen import fold_constants
+from afsearch.compile.codegen import fold_constants, protected_denominator
 from afsearch.expr.primitives import SELU_ALPHA, SELU_SCALE
 from afsearch.expr.tree import CONST, PARAM, Expr, X
 
@@ -225,9 +225,7 @@ def to_program(expr: Expr) -> FusedProgram:
             lo, hi = (bound, _INF) if name == "max" else (-_INF, bound)
             return emit("CLAMP", lower(tensor_arg), None, lo, hi)
         if name == "div" and is_const == [False, True]:
-            den = float(args[1].value)  # type: ignore[arg-type]
-            if abs(den) < 1e-7:
-                den = -1e-7 if den < 0 else 1e-7
+            den = protected_denominator(args[1].value)  # type: ignore[arg-type]
             return emit("DIV", lower(args[0]), const(den))
         if name == "div" and is_const == [True, False]:
             return emit("RDIV", lower(args[1]), None, _f32(args[0].value))  # type: ignore[arg-type]
