@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from afsearch.errors import AfsearchError
+from afsearch.evaluate.tasks import STUDENT_MODES
 from afsearch.expr import evaluate_numpy, fingerprint, parse, probe_points
 from afsearch.search.config import SearchConfig
 from afsearch.search.engine import Search
@@ -60,6 +61,14 @@ def affine_distance(candidate, planted) -> float:  # noqa: ANN001
     return float(np.sqrt(max(0.0, float(np.sum(resid**2)) / total))) if total > 0 else float("inf")
 
 
+def hits_planted(formula: str, fp: str, planted_expr, planted_fp: str, tolerance: float) -> bool:  # noqa: ANN001
+    """The "found" criterion: the planted fingerprint, or within `tolerance` affine distance."""
+    if fp == planted_fp:
+        return True
+    with np.errstate(all="ignore"):
+        return affine_distance(parse(formula), planted_expr) <= tolerance
+
+
 def simulate_random(space_name: str, planted_expr, tolerance: float, budget: int,  # noqa: ANN001
                     draws: int = 20_000, runs: int = 2_000, seed: int = 0) -> dict[str, float]:
     """Evaluations-to-find of random search, replayed on a pool of `draws` samples of the space."""
@@ -72,9 +81,7 @@ def simulate_random(space_name: str, planted_expr, tolerance: float, budget: int
             candidate = space.to_candidate(space.sample(rng))
             fp = candidate.fingerprint()
             if fp not in hit_by_fp:
-                expr = parse(candidate.spec)
-                with np.errstate(all="ignore"):
-                    hit_by_fp[fp] = fp == planted_fp or affine_distance(expr, planted_expr) <= tolerance
+                hit_by_fp[fp] = hits_planted(candidate.spec, fp, planted_expr, planted_fp, tolerance)
         except (AfsearchError, ValueError, ArithmeticError, RecursionError):
             continue  # the engine records an invalid proposal without evaluating it
         pool.append(fp)
@@ -104,10 +111,9 @@ def trained_history(search: Search, planted_expr, tolerance: float) -> tuple[int
     rows = [(record, ev) for record, ev in rows if record.origin != "baseline"]
     found_at, best, curve = None, float("-inf"), []
     for i, (record, ev) in enumerate(rows, 1):
-        if found_at is None and record.formula:
-            expr = parse(record.formula)
-            if record.fingerprint == planted_fp or affine_distance(expr, planted_expr) <= tolerance:
-                found_at = i
+        if found_at is None and record.formula and \
+                hits_planted(record.formula, record.fingerprint, planted_expr, planted_fp, tolerance):
+            found_at = i
         if ev.status == "done" and ev.score is not None:
             best = max(best, ev.score)
         curve.append(best)
@@ -118,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="gp")
     parser.add_argument("--planted", default="max(x, tanh(x))")
-    parser.add_argument("--student", default="readout", choices=("readout", "full"),
+    parser.add_argument("--student", default="readout", choices=STUDENT_MODES,
                         help="teacher-student student mode (see TeacherStudentConfig)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=300)
