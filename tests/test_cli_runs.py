@@ -122,6 +122,9 @@ def test_search_interrupt_resume_leaderboard_export_and_train(tmp_path):
         (["search", "--budget", "0"], "budget"),
         (["search", "--config", "missing.toml"], "does not exist"),
         (["search", "--task-option", "planted"], "KEY=VALUE"),
+        (["search", "--task-option", "foo=1"], "unknown key(s) foo"),
+        (["search", "--task", "teacher-student", "--task-option", "student=frozen"],
+         "student must be one of full, readout"),
         (["resume", "ghost"], "ghost"),
         (["status", "ghost"], "ghost"),
         (["leaderboard", "ghost"], "ghost"),
@@ -138,3 +141,4 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, argv, fragment):
     assert "Traceback" not in out.stderr
     assert fragment in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+    assert not any((tmp_path / "runs").glob("*")), "a refused command left a run directory"

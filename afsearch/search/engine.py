@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from afsearch.candidate import Candidate
-from afsearch.errors import AfsearchError, ConfigError, RunStoreError
+from afsearch.errors import AfsearchError, ConfigError, RunStoreError, TaskError
 from afsearch.evaluate.result import EvalResult
 from afsearch.execute import Executor, Job, JobResult, make_executor
 from afsearch.reference import get_reference
@@ -568,11 +568,15 @@ def _entry_json(entry: LeaderboardEntry | None) -> dict[str, Any] | None:
 
 def _check_tasks(config: SearchConfig, space: SearchSpace) -> None:
     from afsearch.evaluate import TASKS
-    from afsearch.evaluate.tasks import layer_tasks
+    from afsearch.evaluate.tasks import layer_tasks, make_config
 
     for task in config.tasks:
         if task not in TASKS:
             raise ConfigError(f"unknown task {task!r}; allowed: {', '.join(sorted(TASKS))}")
+        try:  # keys and values of the task config, checked before any worker sees them
+            make_config(task, config.task_config_for(task))
+        except TaskError as exc:
+            raise ConfigError(str(exc)) from exc
     probe = space.to_candidate(space.sample(random.Random(0)))
     if probe.is_layer:
         wrong = [t for t in config.tasks if not TASKS[t].layers]
