@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ import pytest
 from tests.test_export import LOADER  # noqa: F401  (same clean-interpreter technique)
 
 SEARCH = ["search", "--space", "swish", "--steps", "80", "--budget", "6", "--seed", "0",
-          "--baselines", "relu,tanh", "--validate-top", "1", "--backend", "local"]
+          "--baselines", "relu,tanh", "--validate-top", "1", "--backend", "local",
+          "--strategy-option", "population=4", "--strategy-option", "tournament=2"]
 
 
 def cli(*args: str, runs: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -82,6 +84,8 @@ def test_search_interrupt_resume_leaderboard_export_and_train(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     status = json.loads(cli("status", "e2e", "--json", runs=runs).stdout)
     assert status["state"] == "finished" and status["trained"] == 6
+    config = tomllib.loads((runs / "e2e" / "config.toml").read_text())
+    assert config["strategy_options"] == {"population": 4, "tournament": 2}
 
     board = cli("leaderboard", "e2e", "--json", runs=runs)
     rows = json.loads(board.stdout)
@@ -123,6 +127,9 @@ def test_search_interrupt_resume_leaderboard_export_and_train(tmp_path):
         (["search", "--config", "missing.toml"], "does not exist"),
         (["search", "--task-option", "planted"], "KEY=VALUE"),
         (["search", "--task-option", "foo=1"], "unknown key(s) foo"),
+        (["search", "--strategy-option", "population"], "KEY=VALUE"),
+        (["search", "--space", "gp", "--strategy", "evolution", "--strategy-option", "populaton=5"],
+         "no option(s) populaton"),
         (["search", "--task", "teacher-student", "--task-option", "student=frozen"],
          "student must be one of full, readout"),
         (["resume", "ghost"], "ghost"),

@@ -122,3 +122,32 @@ def test_trainer_deterministic_and_early_stop() -> None:
               report=lambda s, acc, loss: seen.append(s) or s < 50, eval_steps=[50, 100])
     assert c.stopped_early and c.steps == 50 and seen == [50]
     assert torch.get_num_threads() >= 1
+
+
+def test_refit_readout_is_the_least_squares_solution() -> None:
+    from afsearch.evaluate.trainer import Split, refit_readout
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 3, generator=gen)
+    y = torch.stack([torch.sin(x[:, 0]) + x[:, 1], x[:, 2] ** 2], dim=1)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
+    refit_readout(model, Split(x, y))
+    with torch.no_grad():
+        features = model[:2](x).double().numpy()
+    design = np.hstack([features, np.ones((300, 1))])
+    expected, *_ = np.linalg.lstsq(design, y.double().numpy(), rcond=None)
+    assert np.allclose(model[-1].weight.detach().numpy(), expected[:-1].T, atol=1e-5)
+    assert np.allclose(model[-1].bias.detach().numpy(), expected[-1], atol=1e-5)
+    # non-finite features leave the layer as it was
+    before = model[-1].weight.detach().clone()
+    refit_readout(model, Split(torch.full((4, 3), float("nan")), torch.zeros(4, 2)))
+    assert torch.equal(model[-1].weight, before)
+    with pytest.raises(ValueError, match="last module is a Linear"):
+        refit_readout(nn.Sequential(nn.Linear(3, 2), nn.Tanh()), Split(x, y))
+
+
+def test_refit_readout_is_refused_for_classification() -> None:
+    task = get_task("breast-cancer-mlp")
+    recipe = Recipe(steps=2, refit_readout=True)
+    with pytest.raises(ValueError, match="regression tasks only"):
+        train(lambda: task.model(torch.nn.ReLU), task.data, recipe)

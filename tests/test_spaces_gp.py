@@ -97,6 +97,16 @@ def test_each_mutation_respects_limits(mutation):
     assert changed > 0
 
 
+def test_mutation_never_hands_back_the_parent(space):
+    # a third of single DEAP mutations leave the tree as it was (nothing to perturb, nothing
+    # to shrink, over the limits); `mutate` draws again until the child differs
+    rng = random.Random(3)
+    parents = [space.sample(rng) for _ in range(300)]
+    assert all(space.mutate(p, rng) != p for p in parents)
+    only_constants = GPSpace("t", ops=("add", "sin"), trainable={}, mutations=("ephemeral",))
+    assert only_constants.mutate(["sin", "x"], rng) == ["sin", "x"]  # nothing applies: the parent
+
+
 def test_samples_use_x_and_vary(space):
     rng = random.Random(2)
     samples = [space.sample(rng) for _ in range(300)]

@@ -24,12 +24,14 @@ SEARCH_EXAMPLES = """examples:
 """
 
 
-def task_options(items: list[str] | None) -> dict[str, Any]:
+def task_options(items: list[str] | None, flag: str = "--task-option",
+                 example: str = "planted='sin(x)'") -> dict[str, Any]:
+    """KEY=VALUE items as a dict (numbers and true/false converted)."""
     options: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--task-option {item!r}: write KEY=VALUE, e.g. planted='sin(x)'")
+            raise ConfigError(f"{flag} {item!r}: write KEY=VALUE, e.g. {example}")
         options[key.strip()] = _scalar(value.strip())
     return options
 
@@ -60,6 +62,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["ladder"] = False
     if args.task_option:
         out["task_config"] = task_options(args.task_option)
+    if args.strategy_option:
+        out["strategy_options"] = task_options(args.strategy_option, "--strategy-option", "population=100")
     if args.extra_task:
         out["extra_tasks"] = list(args.extra_task)
     if args.objective:
@@ -350,6 +354,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--extra-task", action="append", metavar="TASK", help="also score every candidate on TASK")
     search.add_argument("--objective", action="append", metavar="LIST", help="objectives for nsga2: accuracy,cost,params")
     search.add_argument("--strategy", help="evolution, gp, nsga2, tpe, cmaes, random, exhaustive (default: by space)")
+    search.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
+                        help="strategy setting, e.g. population=100. evolution: population, tournament, "
+                             "crossover_prob; gp: mu, lambda_, cxpb, mutpb, tournament; nsga2: population, "
+                             "cxpb, mutpb; tpe, cmaes: pruner, n_startup_trials")
     search.add_argument("--budget", type=int, help="number of candidates to train (default: 40)")
     search.add_argument("--time", help="wall-clock limit, e.g. 90s, 30m, 1h30m")
     search.add_argument("--steps", type=int, help="training steps per evaluation (default: the task's)")

@@ -31,6 +31,7 @@ from afsearch.evaluate.trainer import (
     Report,
     TrainResult,
     cpu_threads,
+    least_squares_readout,
     loss_fn,
     lr_at,
     pick_device,
@@ -82,15 +83,28 @@ class _Pack:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [K, B, in] -> [K, B, out]."""
+        return torch.baddbmm(self.biases[-1], self.features(x), self.weights[-1])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [K, B, in] -> [K, B, hidden]: what feeds the output layer."""
         h = x
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+        for i, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1], strict=True)):
             h = torch.baddbmm(b, h, w)
-            if i < last:
-                fused = self.fused[i]
-                h = fused_packed(fused, h) if fused is not None else \
-                    torch.stack([member[i](h[k]) for k, member in enumerate(self.acts)])
+            fused = self.fused[i]
+            h = fused_packed(fused, h) if fused is not None else \
+                torch.stack([member[i](h[k]) for k, member in enumerate(self.acts)])
         return h
+
+    @torch.no_grad()
+    def refit_readout(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Each member's output layer set to its least-squares readout (`Recipe.refit_readout`);
+        a member whose features are not finite keeps its own."""
+        features = self.features(x.expand(len(self.acts), *x.shape)).float()
+        for k in range(features.shape[0]):
+            fit = least_squares_readout(features[k], y)
+            if fit is not None:
+                self.weights[-1][k].copy_(fit[0].t())
+                self.biases[-1][k, 0].copy_(fit[1])
 
     def keep(self, rows: list[int], optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         """Cut the pack down to `rows`, carrying the optimizer state of the survivors."""
@@ -175,6 +189,8 @@ def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, re
     if k_total != len(seeds) or not k_total:
         raise ValueError("need one seed per model, and at least one model")
     reports = list(reports or [None] * k_total)
+    if recipe.refit_readout and not data.regression:
+        raise ValueError("Recipe.refit_readout is for regression tasks only")
     dev = pick_device(device)
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else nullcontext)
     with cpu_threads(threads, dev):
@@ -185,6 +201,8 @@ def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, re
             torch.manual_seed(seed)
             models.append(build())
         pack = _Pack(models, dev)
+        if recipe.refit_readout:
+            pack.refit_readout(data.train.x, data.train.y)
         opt = torch.optim.AdamW(pack.params(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True) \
             if recipe.optimizer == "adamw" else torch.optim.SGD(pack.params(), lr=recipe.lr, momentum=0.9,
                                                                  nesterov=True, weight_decay=recipe.weight_decay)
@@ -219,6 +237,8 @@ def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, re
             opt.step()
             step += 1
             if step in checks or step == recipe.steps:
+                if recipe.refit_readout:
+                    pack.refit_readout(data.train.x, data.train.y)
                 measured = pack.measure(data.val.x, data.val.y, data.regression, autocast)
                 drop = []
                 for r, k in enumerate(live):

@@ -56,6 +56,10 @@ class Recipe:
     weight_decay: float = 0.01
     warmup: int = 0  # linear warm-up steps before the cosine decay
     eval_every: int = 0  # 0: validate only at the end (plus any steps the caller asks for)
+    #: at the start and before every validation, set the output layer to the least-squares fit
+    #: of the training targets on the features feeding it (regression only): the score is then
+    #: that of the best linear readout of the features, not of how far SGD got towards it
+    refit_readout: bool = False
 
 
 @dataclass
@@ -123,6 +127,37 @@ def measure(model: nn.Module, split: Split, regression: bool, chunk: int = 2000,
     return acc, loss
 
 
+def least_squares_readout(features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight [out, in], bias [out]) minimising the squared error of ``features @ weight.T +
+    bias`` against `targets`; batched over leading dimensions. Solved in float64 on the CPU by
+    SVD (rank-deficient features are fine: the minimum-norm solution). None when a feature is
+    not finite."""
+    a = features.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(a).all()):
+        return None
+    a = torch.cat([a, torch.ones(*a.shape[:-1], 1, dtype=a.dtype)], dim=-1)
+    solution = torch.linalg.lstsq(a, targets.detach().to("cpu", torch.float64), driver="gelsd").solution
+    if not bool(torch.isfinite(solution).all()):
+        return None
+    return solution[..., :-1, :].transpose(-1, -2), solution[..., -1, :]
+
+
+@torch.no_grad()
+def refit_readout(model: nn.Module, split: Split) -> None:
+    """Set the output layer of a ``Sequential(..., Linear)`` model to the least-squares readout
+    of `split`'s targets (see `Recipe.refit_readout`); left as it is when the features are not
+    finite."""
+    if not isinstance(model, nn.Sequential) or not isinstance(model[-1], nn.Linear):
+        raise ValueError("refit_readout needs a Sequential model whose last module is a Linear layer")
+    was_training = model.training
+    model.eval()
+    fit = least_squares_readout(model[:-1](split.x).float(), split.y)
+    model.train(was_training)
+    if fit is not None:
+        model[-1].weight.copy_(fit[0])
+        model[-1].bias.copy_(fit[1])
+
+
 @contextmanager
 def cpu_threads(threads: int | None, device: torch.device | None = None) -> Iterator[None]:
     """Run with `threads` intra-op CPU threads (None: leave as is), restored afterwards."""
@@ -144,12 +179,16 @@ def train(build_model: Callable[[], nn.Module], data: Data, recipe: Recipe, seed
     dev = pick_device(device)
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda"
                 else nullcontext)
+    if recipe.refit_readout and not data.regression:
+        raise ValueError("Recipe.refit_readout is for regression tasks only")
     with cpu_threads(threads, dev):
         start = time.perf_counter()
         data = data.to(dev)
         torch.manual_seed(seed)
         model = build_model().to(dev)
         model.train()
+        if recipe.refit_readout:  # trainable constants then start against the best readout
+            refit_readout(model, data.train)
         opt = _make_optimizer(model, recipe)
         gen = torch.Generator(device=dev).manual_seed(seed)
         criterion = loss_fn(data.regression)
@@ -181,6 +220,8 @@ def train(build_model: Callable[[], nn.Module], data: Data, recipe: Recipe, seed
                     if report is not None:
                         report(step, 0.0, math.inf)
                     break
+                if recipe.refit_readout:
+                    refit_readout(model, data.train)
                 acc, vloss = measure(model, data.val, data.regression, autocast=autocast)
                 history.append((step, acc, vloss))
                 if report is not None and not report(step, acc, vloss) and step < recipe.steps:

@@ -267,13 +267,21 @@ class GPSpace(SearchSpace):
         return genotype
 
     def mutate(self, genotype: Genotype, rng: random.Random) -> Genotype:
-        """One mutation drawn uniformly from the space's list (a mutation that does not apply,
-        e.g. constant perturbation on a tree without constants, leaves the tree unchanged)."""
-        tree = self.to_tree(genotype)
+        """One mutation drawn uniformly from the space's list, drawn again (up to 100 times)
+        while the child equals the parent: a mutation that does not apply (constant
+        perturbation on a tree without constants, shrinking a tree without a subtree to
+        shrink to) or a child over the limits (replaced by its parent) would otherwise hand the
+        search a copy of the parent, which costs no training but takes a place in the
+        population. A third of single draws are such copies in the gp space."""
+        child = genotype
         with seeded_global_random(rng):
-            name = random.choice(self.mutations)
-            (child,) = self._mutators[name](tree)
-        return self._checked(child, genotype)
+            for _ in range(_TRIES):
+                name = random.choice(self.mutations)
+                (tree,) = self._mutators[name](self.to_tree(genotype))
+                child = self._checked(tree, genotype)
+                if child != genotype:
+                    break
+        return child
 
     def crossover(self, a: Genotype, b: Genotype, rng: random.Random) -> tuple[Genotype, Genotype]:
         ta, tb = self.to_tree(a), self.to_tree(b)
