@@ -66,13 +66,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from afsearch.candidate import Candidate
 from afsearch.errors import AfsearchError
 from afsearch.evaluate import get_task
 from afsearch.evaluate.tasks import STUDENT_MODES
-from afsearch.evaluate.trainer import least_squares_readout
+from afsearch.evaluate.trainer import measure, refit_readout
 from afsearch.expr import evaluate_numpy, fingerprint, parse, probe_points, screen
 from afsearch.search.config import SearchConfig
 from afsearch.search.engine import MAX_PROPOSALS_PER_EVAL, Search
@@ -158,16 +157,22 @@ def trained_history(search: Search, planted_expr, tolerance: float) -> tuple[int
     return found_at, curve, hit
 
 
+def strategy_options(settings: dict[str, Any], strategy: str) -> dict[str, Any]:
+    """The command line's evolution settings for evolution, nothing for other strategies."""
+    if strategy != "evolution":
+        return {}
+    return {"population": settings["population"], "tournament": settings["tournament"],
+            "crossover_prob": settings["crossover"]}
+
+
 def one_search(job: tuple[dict[str, Any], str, int, str]) -> tuple[int | None, list[float], str]:
     """Run one search (settings from the command line, runs directory, master seed, strategy)
     and return `trained_history` of it; prints one line."""
     args, runs, seed, strategy = job
-    options = ({"population": args["population"], "tournament": args["tournament"],
-                "crossover_prob": args["crossover"]} if strategy == "evolution" else {})
     config = SearchConfig(
         space=args["space"], task="teacher-student",
         task_config={"planted": args["planted"], "student": args["student"]},
-        strategy=strategy, strategy_options=options, budget=args["budget"], steps=args["steps"],
+        strategy=strategy, strategy_options=strategy_options(args, strategy), budget=args["budget"], steps=args["steps"],
         seed=seed, name=f"{strategy}-{seed}", backend=args["backend"], baselines=[],
         seed_population=False, validate_top=0,
     )
@@ -185,9 +190,9 @@ def one_search(job: tuple[dict[str, Any], str, int, str]) -> tuple[int | None, l
 
 class SurrogateScore:
     """The readout task's score without training: the least-squares readout R^2 on the
-    validation split, trainable constants at their initial values, -inf where the static
-    screen rejects the formula or a feature is not finite (the stability probe and the quality
-    gate are left out). Scores are cached by formula."""
+    validation split as the trainer measures it, trainable constants at their initial values,
+    -inf where the static screen rejects the formula or the output is not finite (the
+    stability probe and the quality gate are left out). Scores are cached by formula."""
 
     def __init__(self, planted: str) -> None:
         self.task = get_task("teacher-student", {"planted": planted, "student": "readout"})
@@ -198,20 +203,13 @@ class SurrogateScore:
             self.cache[formula] = self._score(formula)
         return self.cache[formula]
 
-    @torch.no_grad()
     def _score(self, formula: str) -> float:
         if not screen(parse(formula)).passed:
             return -math.inf
-        features = self.task.model(Candidate.activation(formula).activation_factory())[:-1]
-        train, val = self.task.data.train, self.task.data.val
-        fit = least_squares_readout(features(train.x), train.y)
-        val_features = features(val.x).double()
-        if fit is None or not bool(torch.isfinite(val_features).all()):
-            return -math.inf
-        prediction = val_features @ fit[0].t() + fit[1]
-        y = val.y.double()
-        r2 = 1.0 - float(((prediction - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
-        return min(1.0, max(0.0, r2))
+        model = self.task.model(Candidate.activation(formula).activation_factory())
+        refit_readout(model, self.task.data.train)
+        accuracy, loss = measure(model, self.task.data.val, regression=True)
+        return accuracy if math.isfinite(loss) else -math.inf
 
 
 def surrogate_search(space_name: str, planted: str, strategy_name: str, options: dict[str, Any], seed: int,
@@ -248,9 +246,8 @@ def run_surrogate(args: argparse.Namespace) -> None:
     started = time.time()
     print(f"surrogate (no training): planted {args.planted!r} in space {args.space!r}, master seeds "
           f"{args.first_seed}..{args.first_seed + args.seeds - 1}, budget {args.budget}, tolerance {args.tolerance}")
-    options = {"population": args.population, "tournament": args.tournament, "crossover_prob": args.crossover}
     for strategy in [s.strip() for s in args.strategies.split(",")]:
-        found = [surrogate_search(args.space, args.planted, strategy, options if strategy == "evolution" else {},
+        found = [surrogate_search(args.space, args.planted, strategy, strategy_options(vars(args), strategy),
                                   seed, args.budget, args.tolerance, score)
                  for seed in range(args.first_seed, args.first_seed + args.seeds)]
         hits = sorted(f for f in found if f is not None)
@@ -294,7 +291,7 @@ def main() -> None:
     started = time.time()
     jobs = [(seed, strategy) for seed in range(args.first_seed, args.first_seed + args.seeds) for strategy in strategies]
     with tempfile.TemporaryDirectory() as runs:
-        settings = {k: v for k, v in vars(args).items()}
+        settings = vars(args)
         if args.workers > 1:
             with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 outcomes = list(pool.map(one_search, [(settings, runs, seed, strategy) for seed, strategy in jobs]))

@@ -42,9 +42,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.budget is not None and args.budget <= 0:
         raise TaskError(f"--budget must be a positive number of steps, got {args.budget}")
     expr, _ = formula_from_args(args)
-    from afsearch.cli.run_cmds import task_options
+    from afsearch.cli.run_cmds import key_value_options
 
-    config = task_options(args.task_option)
+    config = key_value_options(args.task_option)
     if args.data_dir:
         config["data_dir"] = args.data_dir
     task = get_task(args.task, config or None)

@@ -24,7 +24,7 @@ SEARCH_EXAMPLES = """examples:
 """
 
 
-def task_options(items: list[str] | None, flag: str = "--task-option",
+def key_value_options(items: list[str] | None, flag: str = "--task-option",
                  example: str = "planted='sin(x)'") -> dict[str, Any]:
     """KEY=VALUE items as a dict (numbers and true/false converted)."""
     options: dict[str, Any] = {}
@@ -61,9 +61,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_ladder:
         out["ladder"] = False
     if args.task_option:
-        out["task_config"] = task_options(args.task_option)
+        out["task_config"] = key_value_options(args.task_option)
     if args.strategy_option:
-        out["strategy_options"] = task_options(args.strategy_option, "--strategy-option", "population=100")
+        out["strategy_options"] = key_value_options(args.strategy_option, "--strategy-option", "population=100")
     if args.extra_task:
         out["extra_tasks"] = list(args.extra_task)
     if args.objective:

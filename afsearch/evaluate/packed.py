@@ -30,6 +30,7 @@ from afsearch.evaluate.trainer import (
     Recipe,
     Report,
     TrainResult,
+    check_refit,
     cpu_threads,
     least_squares_readout,
     loss_fn,
@@ -189,8 +190,7 @@ def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, re
     if k_total != len(seeds) or not k_total:
         raise ValueError("need one seed per model, and at least one model")
     reports = list(reports or [None] * k_total)
-    if recipe.refit_readout and not data.regression:
-        raise ValueError("Recipe.refit_readout is for regression tasks only")
+    check_refit(recipe, data)
     dev = pick_device(device)
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else nullcontext)
     with cpu_threads(threads, dev):

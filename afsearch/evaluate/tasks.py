@@ -59,8 +59,9 @@ class TeacherStudentConfig:
     `student = "full"` trains every layer from a random initialisation (the real use case, but
     its score mixes the activation's fit with how well 1000 steps of optimisation recover the
     teacher's weights). `"readout"` gives the student the teacher's hidden layers, frozen, and
-    trains only the output layer (and the activation's trainable constants); before every
-    validation the output layer is refit by least squares (`Recipe.refit_readout`). That is a
+    trains only the output layer (and the activation's trainable constants); at the start and
+    before every validation the output layer is refit by least squares
+    (`Recipe.refit_readout`). That is a
     random-features model whose score depends only on how well the candidate's features span
     the planted ones, so it falls smoothly with functional distance and peaks at the planted
     formula (R^2 = 1 up to an affine map), which is what a rediscovery benchmark needs. Without

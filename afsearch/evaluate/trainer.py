@@ -142,6 +142,12 @@ def least_squares_readout(features: torch.Tensor, targets: torch.Tensor) -> tupl
     return solution[..., :-1, :].transpose(-1, -2), solution[..., -1, :]
 
 
+def check_refit(recipe: Recipe, data: Data) -> None:
+    """`Recipe.refit_readout` is for regression only: a ValueError otherwise."""
+    if recipe.refit_readout and not data.regression:
+        raise ValueError("Recipe.refit_readout is for regression tasks only")
+
+
 @torch.no_grad()
 def refit_readout(model: nn.Module, split: Split) -> None:
     """Set the output layer of a ``Sequential(..., Linear)`` model to the least-squares readout
@@ -179,8 +185,7 @@ def train(build_model: Callable[[], nn.Module], data: Data, recipe: Recipe, seed
     dev = pick_device(device)
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda"
                 else nullcontext)
-    if recipe.refit_readout and not data.regression:
-        raise ValueError("Recipe.refit_readout is for regression tasks only")
+    check_refit(recipe, data)
     with cpu_threads(threads, dev):
         start = time.perf_counter()
         data = data.to(dev)
