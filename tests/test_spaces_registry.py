@@ -16,7 +16,8 @@ SHIPPED = ["aglu", "eafo", "evonorm", "gp", "pau", "swish", "swish_beta", "xsilu
 
 
 def test_shipped_spaces_load():
-    assert SPACES_DIR == ROOT / "search_spaces"
+    assert SPACES_DIR == ROOT / "afsearch" / "search_spaces"  # package data (wheel)
+    assert (ROOT / "search_spaces").resolve() == SPACES_DIR  # the top-level folder links to it
     assert set(SHIPPED) <= set(list_spaces())
     for name in SHIPPED:
         space = load_space(name)

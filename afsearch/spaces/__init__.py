@@ -1,4 +1,5 @@
-"""Search spaces: TOML files in `search_spaces/` interpreted by one module per `kind`.
+"""Search spaces: TOML files in `afsearch/search_spaces/` (linked as `search_spaces/`),
+interpreted by one module per `kind`.
 
     space = load_space("swish")                # a shipped space, by name
     space = load_space("my_spaces/tiny.toml")  # or any space file
@@ -12,6 +13,7 @@ Every space implements `afsearch.spaces.base.SearchSpace`."""
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +21,10 @@ from afsearch.errors import SpaceError
 from afsearch.spaces.base import Genotype, SearchSpace
 from afsearch.spaces.toml_schema import load_toml, require
 
-#: the folder holding the shipped space files (repository root, next to `afsearch/`)
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+#: the folder holding the shipped space files: package data, so a wheel carries them (the
+#: repository's top-level `search_spaces` is a symlink to it). A plain folder on disk: setuptools
+#: installs packages unzipped, and space files are read (and named to users) by path.
+SPACES_DIR = Path(str(importlib.resources.files("afsearch") / "search_spaces"))
 
 #: kind -> (module, loader function); modules are imported on first use (gp imports DEAP)
 KINDS: dict[str, tuple[str, str]] = {
