@@ -3,7 +3,9 @@
 Pipeline: spaces -> search (strategies) -> evaluate (proxy training on executors) -> store
 -> export. The names below are the public API."""
 
-from afsearch.api import load, patch_activations
+import importlib
+
+from afsearch.api import load, patch_activations, patch_functional_activations
 from afsearch.candidate import Candidate
 from afsearch.compile import compile_activation
 from afsearch.compile.export import export_activation
@@ -14,23 +16,30 @@ from afsearch.reference import REFERENCES, get_reference
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):  # heavy modules (ray, optuna, deap) load on first use
-    if name in ("Search", "SearchConfig", "SearchSummary"):
-        from afsearch.search import engine
+#: lazily loaded public name -> the module that defines it (heavy imports: ray, optuna, deap).
+#: `importlib.import_module`, not `from afsearch import ...`, which would re-enter this hook.
+_LAZY: dict[str, str] = {
+    "Search": "afsearch.search.engine",
+    "SearchConfig": "afsearch.search.engine",
+    "SearchSummary": "afsearch.search.engine",
+    "evaluate_multi": "afsearch.evaluate",
+    "get_task": "afsearch.evaluate",
+    "TASKS": "afsearch.evaluate",
+    "load_space": "afsearch.spaces",
+    "CustomTask": "afsearch.evaluate.custom",
+}
 
-        return getattr(engine, name)
-    if name in ("evaluate", "evaluate_multi", "get_task", "TASKS"):
-        from afsearch import evaluate as _evaluate
 
-        return getattr(_evaluate, name)
-    if name == "load_space":
-        from afsearch.spaces import load_space
-
-        return load_space
+def __getattr__(name: str):
+    if name == "evaluate":  # the subpackage is callable: afsearch.evaluate(...) evaluates
+        return importlib.import_module("afsearch.evaluate")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'afsearch' has no attribute {name!r}")
 
 
 __all__ = [
+    "CustomTask",
     "REFERENCES",
     "AfsearchError",
     "Candidate",
@@ -50,5 +59,6 @@ __all__ = [
     "load_space",
     "parse",
     "patch_activations",
+    "patch_functional_activations",
     "screen",
 ]

@@ -29,3 +29,12 @@ class RunStoreError(AfsearchError):
 
 class ExecutorError(AfsearchError):
     """A resource request can never be satisfied by the cluster, or the cluster is unreachable."""
+
+
+def shorten(value: object, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, for error messages: a user's 3000-digit number
+    or megabyte string must not be echoed whole on the one error line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 3]}... ({len(text)} characters)"

@@ -93,3 +93,40 @@ def test_print_parse_round_trip_keeps_fingerprint(tree):
     assert fingerprint(again) == fingerprint(tree)
     # printing is a fixed point after one parse (constant folding like -(0) -> 0 aside)
     assert to_string(parse(to_string(again))) == to_string(again)
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/"])
+def test_flat_chains_count_as_one_nesting_level(op):
+    """A 48-term sum nests one level (it was refused as deeper than 48); the deepest chain the
+    size limit allows still goes through every later walk without a RecursionError."""
+    import torch
+
+    from afsearch.candidate import Candidate
+    from afsearch.compile.fused import to_program
+    from afsearch.expr import canonical_form, screen, to_latex
+
+    assert parse(op.join(["x"] * 48)).depth == 48
+    deepest = "sin(" * (MAX_DEPTH - 2) + op.join(["x"] * 170) + ")" * (MAX_DEPTH - 2)
+    expr = parse(deepest)
+    assert expr.depth > 200
+    assert fingerprint(parse(to_string(expr))) == fingerprint(expr)
+    to_latex(expr)
+    canonical_form(expr)
+    screen(expr)
+    to_program(expr)
+    y = Candidate.activation(to_string(expr)).activation_factory()()(torch.linspace(-2, 2, 7))
+    assert y.shape == (7,)
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [("x/0", "10000000.0*x"), ("x/(1 - 1)", "10000000.0*x"), ("x*log(0)", "-16.1180956509583*x"),
+     ("x/(x - x)", "x / (x - x)"), ("sqrt(2)*x", "sqrt(2)*x")],
+)
+def test_canonical_form_follows_the_guarded_semantics(text, canonical):
+    """`x/0` computes 1e7*x (the division guard); its canonical form said zoo*x."""
+    from afsearch.expr import canonical_form
+
+    form = canonical_form(parse(text))
+    assert form.text == canonical
+    assert "zoo" not in form.text and "nan" not in form.text

@@ -45,7 +45,7 @@ def test_invalid_configs_name_the_key(data, fragment):
 def test_bad_toml_file(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("budget = [")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match="invalid TOML"):
         SearchConfig.load(path)
     with pytest.raises(ConfigError, match="does not exist"):
         SearchConfig.load(tmp_path / "missing.toml")

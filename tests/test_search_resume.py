@@ -87,3 +87,47 @@ def test_ray_backend_kill_resume_loses_nothing_and_trains_nothing_twice(tmp_path
     assert n_candidates == len(set(r[0] for r in rows))
     status = json.loads(cli("status", "rayrun", "--json", runs=runs).stdout)
     assert status["trained"] == 10
+
+
+def test_resumed_progress_counts_on_and_a_finished_run_is_not_run_again(tmp_path):
+    runs = tmp_path / "runs"
+    args = ["--space", "swish", "--steps", "40", "--baselines", "relu", "--validate-top", "1",
+            "--backend", "local", "--name", "grow"]
+    first = cli("search", *args, "--budget", "3", runs=runs)
+    assert first.returncode == 0, first.stderr
+    assert [line.split()[0] for line in first.stdout.splitlines() if line.startswith("[")] == \
+        ["[1/3]", "[2/3]", "[3/3]"]
+
+    more = cli("resume", "grow", "--budget", "5", runs=runs)
+    assert more.returncode == 0, more.stderr
+    assert [line.split()[0] for line in more.stdout.splitlines() if line.startswith("[")] == \
+        ["[4/5]", "[5/5]"]
+    assert "validation on" in more.stdout  # new results: their winners are validated
+
+    db = runs / "grow" / "afsearch.db"
+    with sqlite3.connect(db) as conn:
+        before = conn.execute("SELECT (SELECT COUNT(*) FROM evaluations), (SELECT COUNT(*) FROM validations)").fetchone()
+    again = cli("resume", "grow", runs=runs)
+    assert again.returncode == 0, again.stderr
+    assert "is finished" in again.stdout and "--budget" in again.stdout
+    assert "validation on" not in again.stdout
+    with sqlite3.connect(db) as conn:
+        after = conn.execute("SELECT (SELECT COUNT(*) FROM evaluations), (SELECT COUNT(*) FROM validations)").fetchone()
+    assert after == before  # nothing trained, nothing validated again
+
+
+def test_one_ctrl_c_stops_with_exit_130_and_prints_the_resume_command(tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "afsearch.cli", "search", *COMMON[:-1], "--budget", "40",
+                             "--backend", "local", "--name", "stopme", "--runs-dir", str(runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # plain progress lines: stdout is a pipe
+        if line.startswith("[1/40]"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (out, err)
+    assert "resume with: afsearch resume" in out
+    status = json.loads(cli("status", "stopme", "--json", runs=runs).stdout)
+    assert status["state"] == "stopped" and status["trained"] < 40

@@ -190,7 +190,9 @@ def test_leaderboard_never_ranks_nonfinite_failed_or_rejected_above_finite(
         assert counts.by_status == {
             "queued": 0, "running": 0, "done": 11, "rejected": 1, "failed": 1,
         }  # fmt: skip
-        assert counts.rejected_by_stage == {"screen": 2}
+        # a crash is not a screening verdict: failures are counted apart from rejections
+        assert counts.rejected_by_stage == {"screen": 1}
+        assert counts.failed_by_stage == {"screen": 1}
 
 
 def test_in_flight_and_requeue(tmp_path: Path) -> None:

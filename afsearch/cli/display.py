@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from afsearch.evaluate.metric import get_metric
 from afsearch.search.engine import SearchEvent
 
 
@@ -55,6 +56,7 @@ class LiveDisplay:
         )
         self.task_id = self.progress.add_task("search", total=budget)
         self.best: tuple[float, str] | None = None
+        self.metric = get_metric(None)  # the main task's, from the events (a loss: lowest is best)
         self.baselines: dict[str, float] = {}
         self.rejections: Counter[str] = Counter()
         self.failures = 0
@@ -70,12 +72,15 @@ class LiveDisplay:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
-        best_baseline = max(self.baselines.values()) if self.baselines else None
+        m = self.metric
+        best_baseline = m.best(list(self.baselines.values()))
         if self.best:
-            delta = "" if best_baseline is None else f"  ({self.best[0] - best_baseline:+.4f} vs best baseline)"
-            table.add_row("best", f"{self.best[0]:.4f}  {self.best[1]}{delta}")
+            delta = "" if best_baseline is None else \
+                f"  ({m.delta(self.best[0], best_baseline):+.4f} better than best baseline)"
+            table.add_row(f"best {m.name}", f"{self.best[0]:.4f}  {self.best[1]}{delta}")
         if self.baselines:
-            table.add_row("baselines", "  ".join(f"{k} {v:.4f}" for k, v in sorted(self.baselines.items(), key=lambda kv: -kv[1])))
+            table.add_row("baselines", "  ".join(f"{k} {v:.4f}" for k, v in
+                                                 sorted(self.baselines.items(), key=lambda kv: m.sort_key(kv[1]))))
         rejected = ", ".join(f"{stage} {n}" for stage, n in self.rejections.most_common()) or "none"
         table.add_row("rejected", rejected)
         table.add_row("failed / cached", f"{self.failures} / {self.cache_hits}")
@@ -84,8 +89,12 @@ class LiveDisplay:
 
     def __call__(self, event: SearchEvent) -> None:
         d = event.data
+        if event.kind == "start" and d.get("metric"):
+            self.metric = get_metric(d["metric"])
         if event.kind == "start":
             self.capacity = int(d.get("capacity", 0))
+            self.done = int(d.get("done", 0))  # a resumed run counts on from its earlier results
+            self.progress.update(self.task_id, completed=min(self.done, self.budget))
             if self.interactive:
                 self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
                 self.live.start()
@@ -101,7 +110,7 @@ class LiveDisplay:
             self.in_flight = int(d.get("in_flight", 0))
             self.progress.update(self.task_id, completed=min(int(d.get("trained", 0)) - self.in_flight, self.budget))
             if d["status"] == "done" and d.get("score") is not None:
-                if self.best is None or d["score"] > self.best[0]:
+                if self.best is None or self.metric.better(d["score"], self.best[0]):
                     self.best = (float(d["score"]), d["formula"])
             elif d["status"] == "rejected":
                 self.rejections[d.get("stage") or "?"] += 1

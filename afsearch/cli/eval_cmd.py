@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from afsearch.candidate import Candidate
+from afsearch.cli import bounded_int, max_threads
 from afsearch.cli.expr_cmds import add_formula_source, formula_from_args
-from afsearch.errors import TaskError
 from afsearch.expr import to_string
+from afsearch.search.config import LIMITS
+
+if TYPE_CHECKING:  # the CLI imports torch only for commands that train
+    from afsearch.evaluate.result import EvalResult
+    from afsearch.evaluate.tasks import Task
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,14 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate an activation on a proxy task (rejection ladder on by default). "
         "Tasks: " + "; ".join(f"{n}: {s.doc}" for n, s in TASKS.items()))
     add_formula_source(p)
-    p.add_argument("--task", default=DEFAULT_TASK, help=f"proxy task (default {DEFAULT_TASK})")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    p.add_argument("--budget", type=int, default=None, help="training steps (default: task's)")
+    p.add_argument("--task", default=DEFAULT_TASK,
+                   help=f"proxy task (default {DEFAULT_TASK}), or your own: path/to/file.py:NAME")
+    p.add_argument("--seeds", type=bounded_int(*LIMITS["seeds"]), default=1, help="number of seeds (default 1)")
+    p.add_argument("--seed", type=bounded_int(*LIMITS["seed"]), default=0, help="first seed (default 0)")
+    p.add_argument("--budget", type=bounded_int(*LIMITS["steps"]), default=None,
+                   help="training steps (default: task's)")
     p.add_argument("--data-dir", default=None, help="dataset directory (cifar10-resnet)")
     p.add_argument("--task-option", action="append", metavar="KEY=VALUE",
                    help="task config, e.g. planted='x * tanh(x)' for teacher-student")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    p.add_argument("--threads", type=bounded_int(1, max_threads()), default=1,
+                   help=f"CPU threads (default 1, at most {max_threads()})")
+    p.add_argument("--device", default="auto", help="where candidates train: auto (cuda when a GPU is visible, else cpu), cpu, cuda, cuda:N (default: %(default)s)")
     p.add_argument("--no-ladder", action="store_true", help="train even if a rung would reject")
     p.add_argument("--baselines", action="store_true",
                    help="also evaluate relu, gelu, silu, tanh, elu and report the difference")
@@ -36,11 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from afsearch.evaluate import evaluate, get_task
+    from afsearch.evaluate.trainer import check_device
 
-    if args.seeds <= 0:
-        raise TaskError(f"--seeds must be a positive count, got {args.seeds}")
-    if args.budget is not None and args.budget <= 0:
-        raise TaskError(f"--budget must be a positive number of steps, got {args.budget}")
     expr, _ = formula_from_args(args)
     from afsearch.cli.run_cmds import key_value_options
 
@@ -48,22 +55,51 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.data_dir:
         config["data_dir"] = args.data_dir
     task = get_task(args.task, config or None)
+    check_device(args.device)
     result = evaluate(Candidate.activation(to_string(expr)), task, budget=args.budget,
                       seed=args.seed, seeds=args.seeds, ladder=not args.no_ladder,
-                      threads=args.threads, baselines=args.baselines)
+                      threads=args.threads, baselines=args.baselines, device=args.device)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
     print(f"{result.candidate['spec']} on {result.task} ({result.budget} steps, "
           f"seeds {result.seeds}): {result.status}")
+    if result.ok and result.metric_spec.source == "loss":
+        tests = result.test_values()
+        print(f"  val {result.metric} {result.mean_loss:.4f} ± {result.std_loss:.4f} (lower is better)   "
+              f"test {sum(tests) / len(tests):.4f}")
     if result.ok:
         print(f"  val accuracy  {result.mean_accuracy:.4f} ± {result.std_accuracy:.4f}   "
               f"test {result.test_accuracy:.4f} ± {result.test_std:.4f}")
         print(f"  params {result.params}   E_param {result.e_param:.4f}   "
               f"activation cost {result.activation_cost or 0:.2f}x ReLU")
-        if result.delta_to_best_baseline is not None:
-            print(f"  vs best baseline {result.delta_to_best_baseline:+.4f}")
+        if args.baselines and result.delta_to_best_baseline is not None:
+            print("  " + _baseline_line(result, task, args))
     else:
         print(f"  {result.stage}: {result.reason}")
     print(f"  compute {result.seconds:.2f} s, {result.steps} steps")
     return 0
+
+
+def _baseline_line(result: EvalResult, task: Task, args: argparse.Namespace) -> str:
+    """Which baseline is best, its score, the difference and, with several seeds, a paired
+    one-sided t-test over the seeds (all trained on the same seeds, so pairs are matched)."""
+    from afsearch.evaluate.baselines import baseline_results, seed_list
+    from afsearch.search.validate import paired_greater
+
+    # cached by `evaluate(..., baselines=True)` just before: nothing is trained again
+    refs = baseline_results(task, result.budget, seed_list(args.seed, args.seeds), threads=args.threads)
+    name, best = max(((n, r) for n, r in refs.items() if r.ok), key=lambda nr: nr[1].score)
+    spread = f" ± {best.std_loss if best.metric_spec.source == 'loss' else best.std_accuracy:.4f}"
+    line = (f"vs best baseline {name} ({result.metric} {best.value:.4f}{spread if args.seeds > 1 else ''}):"
+            f" {result.delta_to_best_baseline:+.4f}")
+    if args.seeds < 2:
+        return line + " (1 seed: no test; use --seeds 3 or more for a paired t-test)"
+    p = paired_greater(_oriented_per_seed(result), _oriented_per_seed(best))
+    verdict = "n/a" if p is None else f"p={p:.3g}"
+    return line + f" (paired one-sided t-test over {args.seeds} seeds, better than {name}: {verdict})"
+
+
+def _oriented_per_seed(result: EvalResult) -> list[float]:
+    spec = result.metric_spec
+    return [spec.oriented(s.val_loss if spec.source == "loss" else s.val_accuracy) for s in result.per_seed]

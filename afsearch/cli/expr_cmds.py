@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import keyword
 
-from afsearch.compile.export import FORMATS, export_activation, parse_formats
-from afsearch.errors import ConfigError
+from afsearch.cli import bounded_int
+from afsearch.compile.export import FORMATS, class_name_for, export_activation, parse_formats
+from afsearch.errors import ConfigError, shorten
 from afsearch.expr import canonical_form, fingerprint, parse, screen, to_latex, to_string
 from afsearch.expr.tree import Expr
 from afsearch.reference import get_reference
@@ -83,6 +85,16 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_name(text: str) -> str:
+    """--name: a stem whose class name (CamelCase of it) is a Python identifier, not a keyword
+    such as None."""
+    class_name = class_name_for(text)
+    if len(text) > 100 or not class_name.isidentifier() or keyword.iskeyword(class_name):
+        raise argparse.ArgumentTypeError(f"{shorten(text)} does not give a valid Python class name "
+                                         f"({shorten(class_name)}); use letters, digits and '_'")
+    return text
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     show = sub.add_parser(
         "show",
@@ -110,10 +122,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     export.add_argument("run", nargs="?", help="run directory or name (to export its candidates)")
     add_formula_source(export)
-    export.add_argument("--top", type=int, help="with a run: export the best K candidates")
+    export.add_argument("--top", type=bounded_int(1, 10_000), help="with a run: export the best K candidates")
     export.add_argument("--id", dest="candidate_id", help="with a run: export this candidate")
     export.add_argument("--format", default=",".join(FORMATS), help=f"comma list of {', '.join(FORMATS)} (default: all)")
     export.add_argument("-o", "--output", default="exports", help="output directory (default: exports/)")
-    export.add_argument("--name", help="file and class name stem (default: reference name or 'activation')")
+    export.add_argument("--name", type=_export_name,
+                        help="file and class name stem (default: reference name or 'activation')")
     export.add_argument("--runs-dir", default="runs", help="where runs live (default: runs/)")
     export.set_defaults(handler=_export)

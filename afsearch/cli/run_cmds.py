@@ -4,15 +4,24 @@ validate, plot; and the run forms of show and export."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shlex
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from afsearch.errors import ConfigError, RunStoreError
+from afsearch.cli import bounded_int
+from afsearch.errors import ConfigError, RunStoreError, shorten
+from afsearch.evaluate.metric import get_metric
 from afsearch.search.config import SearchConfig, parse_duration
-from afsearch.store import RunStore, list_runs, resolve_run
+from afsearch.store import RunStore, best_entry, damage_guard, list_runs, resolve_run
+
+#: the largest candidate id (SQLite's 64-bit integers) and --top value accepted
+MAX_ID = 2**63 - 1
+MAX_TOP = 10_000
 
 SEARCH_EXAMPLES = """examples:
   afsearch search                                  # swish space, mnist1d-mlp, 40 evaluations
@@ -54,7 +63,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend, "workers": args.workers, "ray_address": args.ray_address,
         "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
         "timeout_s": args.timeout, "validate_top": args.validate_top, "data_dir": args.data_dir,
-        "pack": args.pack,
+        "pack": args.pack, "device": args.device,
     }
     if args.time is not None:
         out["time_limit_s"] = parse_duration(args.time)
@@ -81,35 +90,61 @@ def _observer(args: argparse.Namespace, budget: int) -> Any:
 
 
 def _drive(search: Any, args: argparse.Namespace, observer: Any) -> int:
+    """Run the search, then validate its winners if it finished having recorded something new
+    (or was never validated). Exit 0 when finished; 130 when Ctrl-C stopped it, so scripts can
+    tell "stopped" from "finished" (a second Ctrl-C raises KeyboardInterrupt: also 130)."""
     from afsearch.search.validate import validate_run
 
+    run = search.store.path
+    recorded_before = _recorded(search.store)
+    summary, summary_validation, phase = None, None, "search"
     try:
         summary = search.run()
-        if summary.state == "finished" and search.config.validate_top > 0 and search.trained > 0:
-            report = validate_run(search.store, search.config, executor=None, on_event=search.on_event)
-            summary_validation = report
+        if summary.state == "finished" and search.config.validate_top > 0 and search.trained > 0 and (
+                _recorded(search.store) > recorded_before or not search.store.validations()):
+            phase = "validation"
+            summary_validation = validate_run(search.store, search.config, executor=None,
+                                              on_event=search.on_event)
+    except KeyboardInterrupt:
+        observer.close()
+        if phase == "search":
+            print(_resume_hint(run), file=sys.stderr)
         else:
-            summary_validation = None
+            print(f"validation interrupted; validate with: afsearch validate {shlex.quote(str(run))}",
+                  file=sys.stderr)
+        raise
     finally:
         observer.close()
         search.close()
     if not getattr(args, "json", False):
         _print_summary(summary, summary_validation)
-    return 0
+    return 130 if summary.state == "stopped" else 0
+
+
+def _recorded(store: RunStore) -> int:
+    counts = store.counts()
+    return sum(counts.by_status[s] for s in ("done", "rejected", "failed"))
+
+
+def _resume_hint(run: Path) -> str:
+    return f"resume with: afsearch resume {shlex.quote(str(run))}"
 
 
 def _print_summary(summary: Any, validation: Any) -> None:
     print(f"run {summary.run}: {summary.state}; {summary.trained} trained, {summary.cache_hits} cached, "
           f"{summary.elapsed_s:.0f} s")
     if summary.best is not None:
-        delta = "" if summary.best_baseline is None else f" ({summary.best.mean - summary.best_baseline:+.4f} vs best baseline)"
-        print(f"best: {summary.best.mean:.4f}  {summary.best.candidate.formula}{delta}")
+        metric = get_metric(summary.metric)
+        delta = "" if summary.best_baseline is None else \
+            f" ({metric.delta(summary.best.mean, summary.best_baseline):+.4f} better than best baseline)"
+        print(f"best: {metric.name} {summary.best.mean:.4f}  {summary.best.candidate.formula}{delta}")
     if validation is not None:
-        print(f"validation on {validation['seeds']} fresh seeds (test accuracy; {validation['test']}):")
+        print(f"validation on {validation['seeds']} fresh seeds (test {validation.get('metric', 'accuracy')}; "
+              f"{validation['test']}):")
         for row in validation["rows"]:
             print("  " + _validation_line(row))
     if summary.state == "stopped":
-        print(f"resume with: afsearch resume {shlex.quote(str(summary.run))}")
+        print(_resume_hint(summary.run))
 
 
 def _validation_line(row: dict[str, Any]) -> str:
@@ -121,7 +156,8 @@ def _validation_line(row: dict[str, Any]) -> str:
         mark = "beats best baseline" if row.get("beats_baseline") else "not shown better than best baseline"
         if row.get("p_value") is not None:
             mark += f", p={row['p_value']:.3g}"
-    return f"{row['mean']:.4f} ± {row['std']:.4f}  {row['formula']}  [{mark}]"
+    std = "-" if row.get("std") is None else f"{row['std']:.4f}"
+    return f"{row['mean']:.4f} ± {std}  {row['formula']}  [{mark}]"
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -144,31 +180,65 @@ def _resume(args: argparse.Namespace) -> int:
                                  "ray_address": args.ray_address}
     if args.time is not None:
         overrides["time_limit_s"] = parse_duration(args.time)
-    search = Search.resume(args.run, args.runs_dir, overrides=overrides)
+    path = resolve_run(args.run, args.runs_dir)
+    with RunStore.open(path, "ro") as store:
+        state, config = store.state, store.config
+        snapshot = store.latest_state()
+    if state == "finished" and not _extends(config, overrides):
+        trained = snapshot[1].get("trained", 0) if snapshot else 0
+        if args.json:
+            print(json.dumps({"run": str(path), "state": state, "trained": trained, "resumed": False}))
+        else:
+            print(f"run {path} is finished ({trained} of budget {config.get('budget')} trained); nothing "
+                  "to resume. Search on with a higher --budget (or --time); validate again with "
+                  f"`afsearch validate {shlex.quote(str(path))}`")
+        return 0
+    search = Search.resume(path, args.runs_dir, overrides=overrides,
+                           allow_changed_task=args.allow_changed_task)
     observer = _observer(args, search.config.budget)
     search.on_event = observer
     return _drive(search, args, observer)
+
+
+def _extends(config: dict[str, Any], overrides: dict[str, Any]) -> bool:
+    """Whether a resume of a finished run asks for more: a higher budget, or a longer time limit
+    for a run that had one."""
+    budget, limit = overrides.get("budget"), overrides.get("time_limit_s")
+    if budget is not None and budget > int(config.get("budget", 0)):
+        return True
+    had = config.get("time_limit_s")
+    return limit is not None and had is not None and limit > had
 
 
 def _open_ro(args: argparse.Namespace) -> RunStore:
     return RunStore.open(resolve_run(args.run, args.runs_dir), "ro")
 
 
+def _reads_run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """For a command that reads a run and prints it: a damaged record anywhere on the way is
+    a one-line error naming the run (see `damage_guard`), not a traceback."""
+    @functools.wraps(handler)
+    def reads(args: argparse.Namespace) -> int:
+        with damage_guard(Path(args.run).name):
+            return handler(args)
+    return reads
+
+
+@_reads_run
 def _status(args: argparse.Namespace) -> int:
     with _open_ro(args) as store:
         counts = store.counts()
         config = store.config
         snapshot = store.latest_state()
         engine = snapshot[1] if snapshot else {}
-        board = store.leaderboard(top=1)
-        best = board[0] if board else None
+        progress = {key: kind(engine.get(key, 0)) for key, kind in
+                    (("trained", int), ("proposals", int), ("cache_hits", int), ("elapsed_s", float))}
+        best = best_entry(store)
         info = {
             "run": str(store.path), "state": store.state, "space": config.get("space"),
             "task": config.get("task"), "strategy": config.get("strategy"), "budget": config.get("budget"),
-            "trained": engine.get("trained", 0), "proposals": engine.get("proposals", 0),
-            "cache_hits": engine.get("cache_hits", 0), "elapsed_s": engine.get("elapsed_s", 0.0),
-            "candidates": counts.candidates, "evaluations": dict(counts.by_status),
-            "rejected_by_stage": dict(counts.rejected_by_stage),
+            **progress, "candidates": counts.candidates, "evaluations": dict(counts.by_status),
+            "rejected_by_stage": dict(counts.rejected_by_stage), "failed_by_stage": dict(counts.failed_by_stage),
             "best": None if best is None else {"id": best.candidate.id, "formula": best.candidate.formula,
                                                 "mean": best.mean, "std": best.std, "origin": best.candidate.origin},
         }
@@ -182,14 +252,15 @@ def _status(args: argparse.Namespace) -> int:
     print("evaluations " + ", ".join(f"{k} {v}" for k, v in sorted(info["evaluations"].items())))
     if info["rejected_by_stage"]:
         print("rejected   " + ", ".join(f"{k} {v}" for k, v in sorted(info["rejected_by_stage"].items())))
+    if info["failed_by_stage"]:
+        print("failed     " + ", ".join(f"{k} {v}" for k, v in sorted(info["failed_by_stage"].items())))
     if best is not None:
         print(f"best       #{best.candidate.id} {best.mean:.4f}  {best.candidate.formula}")
     return 0
 
 
+@_reads_run
 def _leaderboard(args: argparse.Namespace) -> int:
-    if args.top <= 0:
-        raise ConfigError(f"--top must be a positive integer, got {args.top}")
     from afsearch.search.report import leaderboard_rows
 
     with _open_ro(args) as store:
@@ -203,8 +274,13 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Pareto front" if args.pareto else None)
-    for col in ("rank", "id", "score", "± std", "seeds", "Δ best baseline", "validated (test)", "origin", "formula"):
+    from afsearch.search.report import ranking_note
+
+    print(("Pareto front; " if args.pareto else "") + ranking_note(rows))
+    table = Table()
+    metric = rows[0].get("metric", "accuracy")
+    for col in ("rank", "id", f"search {metric}", "± std", "seeds", "Δ best baseline", "validated (test)", "origin",
+                "formula"):
         table.add_column(col, overflow="fold")
     for i, row in enumerate(rows, 1):
         delta = "" if row["delta_to_best_baseline"] is None else f"{row['delta_to_best_baseline']:+.4f}"
@@ -218,19 +294,32 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    if not Path(args.runs_dir).is_dir():
+        problem = "is not a directory" if Path(args.runs_dir).exists() else "does not exist"
+        raise ConfigError(f"runs directory {args.runs_dir} {problem}; see --runs-dir")
     summaries = list_runs(args.runs_dir)
     if args.json:
         print(json.dumps([{"name": s.name, "path": str(s.path), "state": s.state, "error": s.error,
-                           "best": None if s.best is None else {"mean": s.best.mean, "formula": s.best.candidate.formula}}
+                           "best": None if s.best is None else {
+                               "id": s.best.candidate.id, "mean": s.best.mean, "validated_mean": s.best.validated_mean,
+                               "formula": s.best.candidate.formula}}
                           for s in summaries]))
         return 0
     if not summaries:
         print(f"no runs under {args.runs_dir}/")
         return 0
+    print(f"{'run':<40} {'state':<12} best candidate (baselines excluded; score, which score, formula)")
     for s in summaries:
-        best = "" if s.best is None else f"{s.best.mean:.4f}  {s.best.candidate.formula}"
-        print(f"{s.name:<40} {s.state:<12} {s.error or best}")
+        print(f"{s.name:<40} {s.state:<12} {s.error or _best_text(s.best)}")
     return 0
+
+
+def _best_text(best: Any) -> str:
+    if best is None:
+        return "-"
+    if best.validated_mean is not None:
+        return f"{best.validated_mean:.4f} validated  {best.candidate.formula}"
+    return f"{best.mean:.4f} search     {best.candidate.formula}"
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -245,7 +334,9 @@ def _validate(args: argparse.Namespace) -> int:
             config.validate_seeds = args.seeds
         if args.steps is not None:
             config.validate_steps = args.steps
-        config.backend = args.backend or config.backend
+        for key in ("backend", "workers", "cpus_per_trial", "gpus_per_trial", "device"):
+            if getattr(args, key) is not None:
+                setattr(config, key, getattr(args, key))
         config.validate()
         report = validate_run(store, config)
     if args.json:
@@ -257,6 +348,7 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reads_run
 def _plot(args: argparse.Namespace) -> int:
     from afsearch.report.plot import plot_run
 
@@ -267,6 +359,7 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reads_run
 def show_candidate(args: argparse.Namespace) -> int:
     from afsearch.search.report import candidate_details
 
@@ -282,25 +375,49 @@ def show_candidate(args: argparse.Namespace) -> int:
     print(f"canonical  {info['canonical']}")
     if info.get("latex"):
         print(f"latex      {info['latex']}")
+    if info["parents"]:
+        ids = ", ".join("?" if i is None else f"#{i}" for i in info["parent_ids"])
+        print(f"parents    {ids}")
     for ev in info["evaluations"]:
         score = "" if ev["score"] is None or not math.isfinite(ev["score"]) else f"{ev['score']:.4f}"
-        seeds = ", ".join(f"seed {s['seed']}: {s['val_accuracy']:.4f}" for s in ev.get("per_seed", []))
+        source = "val_loss" if get_metric(ev["metric"]).source == "loss" else "val_accuracy"
+        seeds = ", ".join(f"seed {s['seed']}: {s[source]:.4f}" for s in ev.get("per_seed", []))
         print(f"  {ev['task']:<18} steps {ev['budget']:<6} {ev['status']:<9} {score:<8} {seeds}")
         for stage in ev.get("stages", []):
             verdict = "pass" if stage["passed"] else f"reject: {stage['reason']}"
-            print(f"      {stage['name']:<10} {verdict}  ({stage['seconds']:.2f} s, {stage['steps']} steps)")
+            print(f"      {stage['name']:<10} {verdict}  {_stage_detail(stage, ev['metric'])}")
         if ev["status"] == "failed":
             print(f"      failed: {ev['reason']}")
+    for val in info["validations"]:
+        print(f"  validation round {val['round']}: {val['seeds']} fresh seeds, {val['steps']} steps: "
+              + _validation_line(val))
     return 0
+
+
+def _stage_detail(stage: dict[str, Any], metric_name: str = "accuracy") -> str:
+    cost = f"({stage['seconds']:.2f} s, {stage['steps']} steps)"
+    stats = stage.get("stats") or {}
+    source = get_metric(metric_name).source
+    if stage["name"] != "quality" or f"val_{source}" not in stats:
+        return cost
+    # the gate measures no time of its own: it reads the validation metric during training
+    relu = f"relu_{source}"
+    against = f", ReLU {stats[relu]:.4f}" if relu in stats else ", no ReLU baseline"
+    return (f"at step {int(stats.get('step', stage['steps']))}: val {metric_name} {stats[f'val_{source}']:.4f} vs "
+            f"threshold {stats['threshold']:.4f}{against}")
 
 
 def _candidate_id(text: str) -> int:
     try:
-        return int(text.lstrip("#"))
+        value = int(text.lstrip("#"))
     except ValueError:
-        raise ConfigError(f"candidate id must be a number, got {text!r}") from None
+        raise ConfigError(f"candidate id must be a number, got {shorten(text)}") from None
+    if not 1 <= value <= MAX_ID:  # SQLite integers are 64-bit: a larger id would overflow
+        raise ConfigError(f"candidate id must be between 1 and {MAX_ID}, got {shorten(value)}")
+    return value
 
 
+@_reads_run
 def export_run(args: argparse.Namespace) -> int:
     from afsearch.compile.export import export_activation, parse_formats
     from afsearch.expr import parse
@@ -308,8 +425,6 @@ def export_run(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     if (args.top is None) == (args.candidate_id is None):
         raise ConfigError("with a run, give either --top K or --id ID")
-    if args.top is not None and args.top <= 0:
-        raise ConfigError(f"--top must be a positive integer, got {args.top}")
     with _open_ro(args) as store:
         if args.candidate_id is not None:
             try:
@@ -349,7 +464,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Search for activation functions or normalization-activation layers.",
                             epilog=SEARCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     search.add_argument("--space", help="space name (see `afsearch spaces`) or a .toml file (default: swish)")
-    search.add_argument("--task", help="proxy task (default: mnist1d-mlp); see `afsearch eval --help`")
+    search.add_argument("--task", help="proxy task (default: mnist1d-mlp; see `afsearch eval --help`), or your "
+                        "own: path/to/file.py:NAME or package.module:NAME (options: --task-option)")
     search.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="task config, e.g. planted='sin(x)'")
     search.add_argument("--extra-task", action="append", metavar="TASK", help="also score every candidate on TASK")
     search.add_argument("--objective", action="append", metavar="LIST", help="objectives for nsga2: accuracy,cost,params")
@@ -377,6 +493,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--baselines", help="comma list of reference activations to compare with")
     search.add_argument("--validate-top", type=int, help="retrain the best K on fresh seeds at the end (default: 3)")
     search.add_argument("--data-dir", help="local CIFAR-10 python batches for cifar10-resnet")
+    search.add_argument("--device", default="auto", help="where candidates train: auto (cuda when a GPU is visible, else cpu), cpu, cuda, cuda:N (default: %(default)s)")
     output = search.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the final summary")
     output.add_argument("--json", action="store_true", help="print one JSON event per line")
@@ -388,12 +505,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_run_arg(resume)
     resume.add_argument("--budget", type=int, help="raise the evaluation budget")
     resume.add_argument("--time", help="new wall-clock limit for the whole run")
-    resume.add_argument("--backend", choices=("ray", "local"))
-    resume.add_argument("--workers", type=int)
-    resume.add_argument("--ray-address")
+    resume.add_argument("--backend", choices=("ray", "local"), help="default: the run's backend")
+    resume.add_argument("--workers", type=int,
+                        help="concurrent evaluations (default: the run's setting; unset: all CPUs / --cpus-per-trial)")
+    resume.add_argument("--ray-address", help="join an existing Ray cluster: auto or HOST:PORT (default: the run's)")
+    resume.add_argument("--allow-changed-task", action="store_true",
+                        help="resume even though the run's task file changed since it was created")
     output = resume.add_mutually_exclusive_group()
-    output.add_argument("--quiet", action="store_true")
-    output.add_argument("--json", action="store_true")
+    output.add_argument("--quiet", action="store_true", help="print only the final summary")
+    output.add_argument("--json", action="store_true", help="print one JSON event per line")
     resume.set_defaults(handler=_resume)
 
     status = sub.add_parser("status", help="progress and counts of a run (works while it runs)")
@@ -403,7 +523,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     board = sub.add_parser("leaderboard", help="best candidates of a run")
     _add_run_arg(board)
-    board.add_argument("--top", type=int, default=10)
+    board.add_argument("--top", type=bounded_int(1, MAX_TOP), default=10,
+                       help="number of candidates shown (default: %(default)s)")
     board.add_argument("--pareto", action="store_true", help="only the Pareto front of the objectives")
     board.add_argument("--json", action="store_true")
     board.set_defaults(handler=_leaderboard)
@@ -415,15 +536,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     validate = sub.add_parser("validate", help="retrain the top candidates on fresh seeds beside the baselines")
     _add_run_arg(validate)
-    validate.add_argument("--top", type=int)
-    validate.add_argument("--seeds", type=int)
-    validate.add_argument("--steps", type=int)
-    validate.add_argument("--backend", choices=("ray", "local"))
-    validate.add_argument("--json", action="store_true")
+    validate.add_argument("--top", type=int, help="retrain the best K candidates (default: the run's validate_top, 3)")
+    validate.add_argument("--seeds", type=int, help="fresh seeds per candidate (default: the run's validate_seeds, 3)")
+    validate.add_argument("--steps", type=int, help="training steps (default: the run's validate_steps, else its search steps)")
+    validate.add_argument("--backend", choices=("ray", "local"), help="default: the run's backend")
+    validate.add_argument("--workers", type=int,
+                          help="concurrent evaluations (default: the run's setting; unset: all CPUs / --cpus-per-trial)")
+    validate.add_argument("--cpus-per-trial", type=float, help="CPUs per evaluation (default: the run's, 1)")
+    validate.add_argument("--gpus-per-trial", type=float,
+                          help="GPUs per evaluation, fractional allowed (default: the run's, 0)")
+    validate.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the run's device, auto)")
+    validate.add_argument("--json", action="store_true", help="print the report as one JSON object")
     validate.set_defaults(handler=_validate)
 
     plot = sub.add_parser("plot", help="PNG plots: top activations and derivatives, progress, rejection funnel")
     _add_run_arg(plot)
     plot.add_argument("-o", "--output", help="output directory (default: RUN/plots)")
-    plot.add_argument("--top", type=int, default=5)
+    plot.add_argument("--top", type=bounded_int(1, MAX_TOP), default=5,
+                      help="candidates drawn in the activation plots (default: %(default)s)")
     plot.set_defaults(handler=_plot)

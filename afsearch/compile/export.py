@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from afsearch.compile.codegen import generate_module
 from afsearch.compile.compiler import load_generated
 from afsearch.errors import ConfigError
 from afsearch.expr.tree import Expr
-from afsearch.store import write_atomic
+from afsearch.store import replacing, write_atomic
 
 FORMATS = ("python", "torchscript", "pt2")
 
@@ -77,10 +76,8 @@ def export_activation(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             scripted = torch.jit.script(module)
-            fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-            os.close(fd)
-            torch.jit.save(scripted, tmp)
-            os.replace(tmp, path)
+            with replacing(path) as tmp:
+                torch.jit.save(scripted, str(tmp))
         written["torchscript"] = path
     if "pt2" in formats:
         path = out / f"{stem}.pt2"
@@ -88,9 +85,7 @@ def export_activation(
         program = torch.export.export(
             module, (torch.randn(4, 3),), dynamic_shapes={"x": {0: batch, 1: feat}}
         )
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-", suffix=".pt2")
-        os.close(fd)
-        torch.export.save(program, tmp)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            torch.export.save(program, str(tmp))
         written["pt2"] = path
     return written

@@ -59,6 +59,16 @@ def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_cifar10(data_dir: str | Path | None):  # noqa: ANN201
     """((x_train, y_train), (x_test, y_test)) as numpy arrays, train = the 5 batches."""
+    root = check_data_dir(data_dir)
+    parts = [load_batch(root / f) for f in TRAIN_FILES]
+    x_train = np.concatenate([p[0] for p in parts])
+    y_train = np.concatenate([p[1] for p in parts])
+    return (x_train, y_train), load_batch(root / TEST_FILE)
+
+
+def check_data_dir(data_dir: str | Path | None) -> Path:
+    """The data directory, checked without reading a batch: given, a directory, no file
+    missing (cheap enough to run before a search creates its run directory)."""
     if not data_dir:
         raise TaskError("task cifar10-resnet needs data_dir: a directory holding the CIFAR-10 "
                         f"python batches {', '.join(TRAIN_FILES)}, {TEST_FILE}")
@@ -70,7 +80,4 @@ def load_cifar10(data_dir: str | Path | None):  # noqa: ANN201
     if missing:
         raise TaskError(f"CIFAR-10 data_dir {root} lacks {', '.join(missing)} "
                         "(python-pickle batches from cifar-10-python.tar.gz)")
-    parts = [load_batch(root / f) for f in TRAIN_FILES]
-    x_train = np.concatenate([p[0] for p in parts])
-    y_train = np.concatenate([p[1] for p in parts])
-    return (x_train, y_train), load_batch(root / TEST_FILE)
+    return root

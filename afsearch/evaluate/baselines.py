@@ -24,16 +24,18 @@ _GATE_CACHE: dict[tuple[Any, ...], float] = {}
 _BASELINE_CACHE: dict[tuple[Any, ...], dict[str, EvalResult]] = {}
 
 
-def relu_accuracy_at(task: Task, recipe: Recipe, seed: int, step: int,
-                     device: str | None = None, threads: int | None = 1) -> float:
-    """Validation accuracy of the default (ReLU) model after `step` of `recipe.steps` steps,
-    same seed; the run stops right after `step`, so this costs `step` steps once."""
+def relu_value_at(task: Task, recipe: Recipe, seed: int, step: int,
+                  device: str | None = None, threads: int | None = 1) -> float:
+    """The task's validation metric (accuracy or loss) for the default (ReLU) model after
+    `step` of `recipe.steps` steps, same seed; the run stops right after `step`, so this costs
+    `step` steps once."""
     key = (task.name, task.config, recipe, seed, step, device)
+    loss = task.metric.source == "loss"
     if key not in _GATE_CACHE:
         seen: dict[int, float] = {}
 
-        def report(s: int, acc: float, loss: float) -> bool:
-            seen[s] = acc
+        def report(s: int, acc: float, val_loss: float) -> bool:
+            seen[s] = val_loss if loss else acc
             return s < step
 
         train(lambda: task.model(nn.ReLU), task.data, recipe, seed, report, [step],
@@ -70,16 +72,21 @@ def baseline_results(task: str | Task = "mnist1d-mlp", budget: int | None = None
                                    **kwargs)
     best = best_baseline(task_obj, budget, seed_ids)
     for r in cache.values():
-        if r.ok and best is not None:
-            r.delta_to_best_baseline = r.mean_accuracy - best
+        fill_delta(r, best)
     return {name: cache[name] for name in names}
 
 
 def best_baseline(task: Task, budget: int, seeds: list[int]) -> float | None:
-    """Best mean accuracy among baselines computed so far for these conditions, if any."""
-    done = [r.mean_accuracy for r in _BASELINE_CACHE.get(_key(task, budget, seeds), {}).values()
-            if r.ok]
-    return max(done) if done else None
+    """Best mean metric value (by the task's metric direction) among baselines computed so far
+    for these conditions, if any."""
+    done = [r.value for r in _BASELINE_CACHE.get(_key(task, budget, seeds), {}).values() if r.ok]
+    return task.metric.best(done)
+
+
+def fill_delta(result: EvalResult, best: float | None) -> None:
+    """`delta_to_best_baseline`: positive = better than the best baseline."""
+    if best is not None and result.ok:
+        result.delta_to_best_baseline = result.metric_spec.delta(result.value, best)
 
 
 # ---------------------------------------------------------------- activation cost

@@ -65,8 +65,7 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
     recipe = dataclasses.replace(task_obj.recipe, steps=budget)
     seed_ids = _baselines.seed_list(seed, seeds)
     cfg = LadderConfig.from_option(ladder)
-    result = EvalResult(cand.to_json(), task_obj.name, config_to_json(task_obj.config), budget,
-                        seed_ids)
+    result = _new_result(cand, task_obj, budget, seed_ids)
     if baselines:
         _baselines.baseline_results(task_obj, budget, seed_ids, device=device, threads=threads)
     try:
@@ -77,10 +76,13 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
         result.stage = result.stage or "train"
         result.error = _short_traceback(exc)
     result.summarise()
-    best = _baselines.best_baseline(task_obj, budget, seed_ids)
-    if best is not None and result.ok:
-        result.delta_to_best_baseline = result.mean_accuracy - best
+    _baselines.fill_delta(result, _baselines.best_baseline(task_obj, budget, seed_ids))
     return result
+
+
+def _new_result(cand: Candidate, task: Task, budget: int, seed_ids: list[int]) -> EvalResult:
+    return EvalResult(cand.to_json(), task.name, config_to_json(task.config), budget, seed_ids,
+                      metric=task.metric.name)
 
 
 def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
@@ -134,9 +136,9 @@ def _gate(cfg: LadderConfig | None, task: Task, recipe: Any, seed: int, device: 
     if not (cfg and cfg.quality):
         return None
     step = cfg.gate_step(recipe.steps)
-    base = (_baselines.relu_accuracy_at(task, recipe, seed, step, device, threads)
+    base = (_baselines.relu_value_at(task, recipe, seed, step, device, threads)
             if cfg.quality_baseline else None)
-    return QualityGate(step, quality_threshold(cfg, task.chance, base), base)
+    return QualityGate(step, quality_threshold(cfg, task.chance, base, task.metric), base, task.metric)
 
 
 def _absorb(result: EvalResult, gate: QualityGate | None, out: Any, seed: int) -> bool:
@@ -175,8 +177,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
     recipe = dataclasses.replace(task_obj.recipe, steps=budget)
     seed_ids = _baselines.seed_list(seed, seeds)
     cfg = LadderConfig.from_option(ladder)
-    results = [EvalResult(c.to_json(), task_obj.name, config_to_json(task_obj.config), budget, seed_ids)
-               for c in cands]
+    results = [_new_result(c, task_obj, budget, seed_ids) for c in cands]
     builds: dict[int, Callable[[], nn.Module]] = {}
     for i, cand in enumerate(cands):
         try:
@@ -215,8 +216,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
     best = _baselines.best_baseline(task_obj, budget, seed_ids)
     for result in results:
         result.summarise()
-        if best is not None and result.ok:
-            result.delta_to_best_baseline = result.mean_accuracy - best
+        _baselines.fill_delta(result, best)
     return results
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from afsearch.errors import ConfigError
 from afsearch.evaluate._formula import static_screen
+from afsearch.evaluate.metric import ACCURACY, Metric
 from afsearch.evaluate.result import StageRecord
 from afsearch.evaluate.trainer import Data, loss_fn
 
@@ -121,32 +122,45 @@ def _stability(passed: bool, reason: str | None, start: float, steps: int,
 
 
 class QualityGate:
-    """A `report` callback: at `step` compare validation accuracy with `threshold`.
-    Later reports always pass; the record of the decision is kept in `record`."""
+    """A `report` callback: at `step` compare the validation metric (accuracy, or loss for
+    loss-scored tasks) with `threshold`, in the metric's direction. Later reports always pass;
+    the record of the decision is kept in `record`."""
 
-    def __init__(self, step: int, threshold: float, baseline: float | None) -> None:
-        self.step, self.threshold, self.baseline = step, threshold, baseline
+    def __init__(self, step: int, threshold: float, baseline: float | None,
+                 metric: Metric = ACCURACY) -> None:
+        self.step, self.threshold, self.baseline, self.metric = step, threshold, baseline, metric
         self.record: StageRecord | None = None
 
     def __call__(self, step: int, val_accuracy: float, val_loss: float) -> bool:
         if step != self.step or self.record is not None:
             return True
-        passed = val_accuracy >= self.threshold
+        m = self.metric
+        value = val_loss if m.source == "loss" else val_accuracy
+        passed = m.finite(value) and not m.better(self.threshold, value)
         against = (f"ReLU {self.baseline:.3f}" if self.baseline is not None else "chance + margin")
-        reason = None if passed else (f"validation accuracy {val_accuracy:.3f} < {self.threshold:.3f}"
+        worse = "<" if m.higher_is_better else ">"
+        reason = None if passed else (f"validation {m.name} {value:.3f} {worse} {self.threshold:.3f}"
                                       f" at step {step} ({against})")
-        stats = {"val_accuracy": val_accuracy, "threshold": self.threshold, "step": float(step)}
+        stats = {"val_accuracy": val_accuracy, "val_loss": val_loss, "threshold": self.threshold,
+                 "step": float(step)}
         if self.baseline is not None:
-            stats["relu_accuracy"] = self.baseline
+            stats[f"relu_{m.source}"] = self.baseline
         self.record = StageRecord("quality", passed, reason, 0.0, step, stats)
         return passed
 
 
-def quality_threshold(cfg: LadderConfig, chance: float, baseline: float | None) -> float:
+def quality_threshold(cfg: LadderConfig, chance: float, baseline: float | None,
+                      metric: Metric = ACCURACY) -> float:
+    """The value a candidate must reach at the gate step: `quality_ratio` of the way from a
+    constant prediction (`chance`) to ReLU's value, in the metric's direction; without a
+    baseline, `quality_margin` better than chance (for a loss: relative to it)."""
     if baseline is None:
-        return chance + cfg.quality_margin
-    # never demand more than ReLU itself reached (early on it can be below chance)
-    return min(baseline, chance + cfg.quality_ratio * (baseline - chance))
+        if metric.higher_is_better:
+            return chance + cfg.quality_margin
+        return chance - cfg.quality_margin * abs(chance)
+    target = chance + cfg.quality_ratio * (baseline - chance)
+    # never demand more than ReLU itself reached (early on it can be worse than chance)
+    return target if metric.better(baseline, target) else baseline
 
 
 def successive_halving(candidates: Sequence[Any], task: Any = None, budget: int | None = None,
@@ -165,12 +179,12 @@ def successive_halving(candidates: Sequence[Any], task: Any = None, budget: int 
     full = budget or task_obj.recipe.steps
     low = max(1, full // eta)
     results = [evaluate_fn(c, task_obj, budget=low, **kwargs) for c in candidates]
-    ranked = sorted((i for i, r in enumerate(results) if r.ok), key=lambda i: -results[i].score)
+    ranked = sorted((i for i, r in enumerate(results) if r.ok), key=lambda i: -results[i].score)  # score: higher is better
     keep = math.ceil(len(candidates) / eta)
     for rank, i in enumerate(ranked):
         first = results[i]
         record = StageRecord("halving", rank < keep, None, first.seconds, first.steps,
-                             {"low_budget": float(low), "low_accuracy": first.mean_accuracy,
+                             {"low_budget": float(low), "low_accuracy": first.mean_accuracy, "low_value": first.value,
                               "rank": float(rank + 1)})
         if rank < keep:
             results[i] = evaluate_fn(candidates[i], task_obj, budget=full, **kwargs)

@@ -8,6 +8,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from afsearch.evaluate.metric import Metric, get_metric
+
 DONE, REJECTED, FAILED = "done", "rejected", "failed"
 
 
@@ -40,8 +42,10 @@ class EvalResult:
     R^2 clipped to [0, 1]); mean/std are over seeds. `e_param` = mean validation accuracy /
     log10(params), accuracy standing in for AUC. `activation_cost` = forward+backward time of
     the activation (or layer) relative to ReLU (BatchNorm+ReLU) on the same tensor.
-    `delta_to_best_baseline` = mean_accuracy minus the best reference activation's, when
-    baselines were computed for this task, budget and seeds."""
+    `metric` names the task's metric (`afsearch.evaluate.metric`); `value` is its raw mean
+    over seeds on validation (accuracy or loss). `delta_to_best_baseline` = how much better
+    `value` is than the best reference activation's (positive = better, whatever the
+    metric's direction), when baselines were computed for this task, budget and seeds."""
 
     candidate: dict[str, str]
     task: str
@@ -66,15 +70,31 @@ class EvalResult:
     seconds: float = 0.0  # total compute, all stages
     steps: int = 0  # total optimizer steps, all stages
     error: str | None = None  # short traceback when status == "failed"
+    metric: str = "accuracy"
 
     @property
     def ok(self) -> bool:
         return self.status == DONE
 
     @property
+    def metric_spec(self) -> Metric:
+        return get_metric(self.metric)
+
+    @property
+    def value(self) -> float:
+        """The raw mean validation metric (accuracy or loss, see `metric`)."""
+        return self.mean_loss if self.metric_spec.source == "loss" else self.mean_accuracy
+
+    def test_values(self) -> list[float]:
+        """Per-seed test values of the metric."""
+        loss = self.metric_spec.source == "loss"
+        return [s.test_loss if loss else s.test_accuracy for s in self.per_seed]
+
+    @property
     def score(self) -> float:
-        """Higher is better; rejected and failed candidates score -inf (never NaN)."""
-        return self.mean_accuracy if self.ok and math.isfinite(self.mean_accuracy) else -math.inf
+        """Higher is better (the metric's value, negated for lower-is-better metrics: for
+        strategies and sorting only, never shown); rejected and failed candidates score -inf."""
+        return self.metric_spec.oriented(self.value) if self.ok else -math.inf
 
     def add_stage(self, record: StageRecord) -> StageRecord:
         self.stages.append(record)

@@ -7,6 +7,7 @@ Add a task by writing a config dataclass, a loader and a builder, and one `TaskS
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ import torch
 from torch import nn
 
 from afsearch.candidate import Candidate
-from afsearch.errors import TaskError
+from afsearch.errors import AfsearchError, TaskError, shorten
 from afsearch.evaluate import models
+from afsearch.evaluate.metric import ACCURACY, Metric
 from afsearch.evaluate.models import ActFactory, NormActFactory
 from afsearch.evaluate.trainer import Data, Recipe, Split
 
@@ -233,6 +235,11 @@ class TaskSpec:
     doc: str = ""
     #: the recipe for a given config, when the config changes it
     recipe_for: Callable[[Any, Recipe], Recipe] | None = None
+    #: cheap checks of a config that would otherwise fail every evaluation (a formula that
+    #: does not parse, a missing data directory); raises TaskError. Run by
+    #: `resolve_task_config`, i.e. before a search writes anything.
+    check: Callable[[Any], None] | None = None
+    metric: Metric = ACCURACY
 
 
 def _n_in(data: Data) -> int:
@@ -271,30 +278,42 @@ TASKS: dict[str, TaskSpec] = {
         lambda c, d, act, na: _student(c, act),
         Recipe(steps=1000, batch_size=100, lr=1e-2, weight_decay=0.0), 0,
         doc="regression on a random teacher MLP whose activation is the planted formula",
-        recipe_for=lambda c, r: dataclasses.replace(r, refit_readout=c.student == "readout")),
+        recipe_for=lambda c, r: dataclasses.replace(r, refit_readout=c.student == "readout"),
+        check=lambda c: _check_teacher_student(c)),
     "cifar10-resnet": TaskSpec(
         CifarConfig, _load_cifar,
         lambda c, d, act, na: models.resnet20(act, na, c.blocks, 10, c.width),
         Recipe(steps=500, batch_size=128, lr=3e-3, warmup=50), 10, layers=True,
-        doc="CIFAR-10 from local python batches (config data_dir), ResNet-20-style"),
+        doc="CIFAR-10 from local python batches (config data_dir), ResNet-20-style",
+        check=lambda c: _check_cifar(c)),
 }
 
 
 @dataclass(frozen=True)
 class Task:
+    """A task ready to train on: its name (a built-in name, or the reference of a user task),
+    config, data, recipe and spec (builder, metric, ...)."""
+
     name: str
     config: Any
     data: Data
     recipe: Recipe
+    spec: TaskSpec
 
     @property
-    def spec(self) -> TaskSpec:
-        return TASKS[self.name]
+    def metric(self) -> Metric:
+        return self.spec.metric
 
     @property
     def chance(self) -> float:
-        """Accuracy of a constant prediction (0 for regression's clipped R^2)."""
+        """The metric for a constant prediction: accuracy 1/classes (0 for regression's
+        clipped R^2); loss log(classes) (uniform probabilities) or the validation targets'
+        variance (predicting their mean)."""
         n = self.spec.n_classes
+        if self.metric.source == "loss":
+            if self.data.regression:
+                return float(self.data.val.y.float().var(0, unbiased=False).mean())
+            return math.log(n) if n else 0.0
         return 1.0 / n if n else 0.0
 
     def model(self, act: ActFactory, norm_act: NormActFactory | None = None) -> nn.Module:
@@ -309,7 +328,8 @@ def layer_tasks() -> list[str]:
 
 
 def make_config(name: str, config: Any = None) -> Any:
-    """The task's config dataclass from None, a dict (keys checked) or an instance."""
+    """The task's config dataclass from None, a dict (keys checked, values converted to the
+    field's type and range-checked, see `_coerce`) or an instance."""
     spec = _spec(name)
     if config is None:
         return spec.config()
@@ -320,10 +340,100 @@ def make_config(name: str, config: Any = None) -> Any:
     fields = {f.name: f for f in dataclasses.fields(spec.config)}
     unknown = sorted(set(config) - set(fields))
     if unknown:
-        raise TaskError(f"task {name} config has unknown key(s) {', '.join(unknown)}; "
+        raise TaskError(f"task {name} config has unknown key(s) {', '.join(k if len(k) <= 60 else shorten(k) for k in unknown)}; "
                         f"allowed: {', '.join(fields)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    return spec.config(**values)
+    values = {k: _coerce(name, k, str(fields[k].type), v) for k, v in config.items()}
+    try:
+        return spec.config(**values)
+    except (TypeError, ValueError) as exc:
+        raise TaskError(f"task {name} config: {exc}") from None
+
+
+def resolve_task_config(name: str, options: Any = None) -> Any:
+    """The checked config of task `name`: `make_config` and then the task's own cheap checks
+    (`TaskSpec.check`). The one entry point for validating a task before anything runs;
+    unknown names raise TaskError naming the allowed ones. A user task reference is imported
+    and built (`afsearch.evaluate.custom.resolve_task`), which checks it."""
+    if is_reference(name):
+        from afsearch.evaluate.custom import resolve_task
+
+        return resolve_task(name, options).config
+    cfg = make_config(name, options)
+    check = _spec(name).check
+    if check is not None:
+        check(cfg)
+    return cfg
+
+
+#: bounds of task config numbers: sizes are positive, seeds non-negative; widths are capped
+#: so a typo cannot ask for a model of billions of weights
+MAX_TASK_INT = 10_000_000
+MAX_WIDTH = 4096
+MAX_LAYERS = 16
+
+
+def _coerce(task: str, key: str, annotation: str, value: Any) -> Any:
+    """A config value of a --task-option or a TOML file as the dataclass field expects it:
+    ``hidden=400``, ``hidden=400,400`` and ``hidden=[400, 400]`` all become a tuple of ints.
+    Types are read from the field annotation (a string under postponed evaluation)."""
+    where = f"task {task}: {key}"
+    optional = annotation.endswith("| None")
+    base = annotation.removesuffix("| None").strip()
+    if value is None and optional:
+        return None
+    if base == "tuple[int, ...]":
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.strip("()[] ").split(",") if p.strip()]
+            try:
+                value = [int(p) for p in parts]
+            except ValueError:
+                raise TaskError(f"{where}: expected comma-separated widths such as 100,100, "
+                                f"got {shorten(value)}") from None
+        items = list(value) if isinstance(value, list | tuple) else [value]
+        if not 1 <= len(items) <= MAX_LAYERS:
+            raise TaskError(f"{where}: expected 1 to {MAX_LAYERS} layer widths, got {len(items)}")
+        return tuple(_integer(where, item, 1, MAX_WIDTH) for item in items)
+    if base == "int":
+        low = 0 if key.endswith("seed") else 1
+        return _integer(where, value, low, MAX_WIDTH if key in ("channels", "width") else MAX_TASK_INT)
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TaskError(f"{where}: expected a number, got {shorten(value)}")
+        value = float(value)
+        bounded = key.endswith("fraction")
+        if not math.isfinite(value) or (bounded and not 0 < value < 1) or (not bounded and value <= 0):
+            span = "between 0 and 1 (exclusive)" if bounded else "a positive, finite number"
+            raise TaskError(f"{where}: must be {span}, got {shorten(value)}")
+        return value
+    if base == "str":
+        if not isinstance(value, str):
+            raise TaskError(f"{where}: expected a string, got {shorten(value)}")
+        return value
+    return value  # a field type this function does not know: the dataclass checks it
+
+
+def _integer(where: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TaskError(f"{where}: expected an integer, got {shorten(value)}")
+    if not low <= value <= high:
+        raise TaskError(f"{where}: must be between {low} and {high}, got {shorten(value)}")
+    return value
+
+
+def _check_teacher_student(cfg: TeacherStudentConfig) -> None:
+    from afsearch.expr import parse
+
+    try:
+        parse(cfg.planted)
+    except AfsearchError as exc:
+        raise TaskError(f"task teacher-student: planted formula {shorten(cfg.planted)}: {exc}") from None
+    _load_teacher_student(cfg)  # milliseconds; refuses a teacher with non-finite targets
+
+
+def _check_cifar(cfg: CifarConfig) -> None:
+    from afsearch.evaluate._cifar import check_data_dir
+
+    check_data_dir(cfg.data_dir)
 
 
 def config_to_json(config: Any) -> dict[str, Any]:
@@ -333,7 +443,8 @@ def config_to_json(config: Any) -> dict[str, Any]:
 
 def _spec(name: str) -> TaskSpec:
     if name not in TASKS:
-        raise TaskError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+        raise TaskError(f"unknown task {shorten(name)}; choose one of {', '.join(TASKS)}, "
+                        "or a task of your own as path/to/file.py:NAME")
     return TASKS[name]
 
 
@@ -345,10 +456,20 @@ def get_task(task: str | Task = DEFAULT_TASK, config: Any = None) -> Task:
     for each (name, config)."""
     if isinstance(task, Task):
         return task
+    if is_reference(task):
+        from afsearch.evaluate.custom import resolve_task
+
+        return resolve_task(task, config)
     spec = _spec(task)
-    cfg = make_config(task, config)
+    cfg = resolve_task_config(task, config)
     key = (spec.load, cfg)  # tasks sharing a loader and config share the data
     if key not in _DATA_CACHE:
         _DATA_CACHE[key] = spec.load(cfg)
     recipe = spec.recipe if spec.recipe_for is None else spec.recipe_for(cfg, spec.recipe)
-    return Task(task, cfg, _DATA_CACHE[key], recipe)
+    return Task(task, cfg, _DATA_CACHE[key], recipe, spec)
+
+
+def is_reference(task: str) -> bool:
+    """A user task reference (``path/to/file.py:NAME`` or ``package.module:NAME``) rather than
+    a built-in task name (built-in names never contain a colon)."""
+    return ":" in task

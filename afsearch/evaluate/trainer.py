@@ -6,6 +6,7 @@ passes `report(step, val_accuracy, val_loss) -> bool`; returning False stops the
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -75,10 +76,36 @@ class TrainResult:
     history: list[tuple[int, float, float]] = field(default_factory=list)
 
 
+#: what --device and the config's `device` accept; "auto" (or None) picks cuda when visible
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+
+
 def pick_device(device: str | None = None) -> torch.device:
-    if device:
+    if device and device != "auto":
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(device: str | None, *, here: bool = True) -> None:
+    """Refuse a device name this machine cannot train on, in one line, before anything runs.
+    `here=False` (workers on a joined Ray cluster) checks the spelling only: the GPUs that
+    count are the workers', not this process's."""
+    from afsearch.errors import ConfigError
+
+    if device in (None, "auto", "cpu"):
+        return
+    match = re.fullmatch(r"cuda(?::(\d{1,3}))?", str(device))
+    if match is None:
+        raise ConfigError(f"unknown device {str(device)[:40]!r}; allowed: {DEVICE_CHOICES}")
+    if not here:
+        return
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible == 0:
+        raise ConfigError(f"device {device}: no CUDA GPU is visible to torch {torch.__version__} "
+                          "(a CPU build, or no driver); use --device cpu or auto")
+    if match.group(1) is not None and int(match.group(1)) >= visible:
+        raise ConfigError(f"device {device}: only {visible} GPU(s) visible "
+                          f"(cuda:0 .. cuda:{visible - 1})")
 
 
 def _make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:

@@ -3,6 +3,7 @@ one job inside a worker (shared by the Ray and local backends, so both score ide
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import traceback
@@ -110,6 +111,9 @@ class Executor(ABC):
 
 def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
     """Reject per-trial resource requests that no backend can honour."""
+    for flag, value in (("--cpus-per-trial", cpus_per_trial), ("--gpus-per-trial", gpus_per_trial)):
+        if not math.isfinite(value):
+            raise ExecutorError(f"{flag} must be a finite number, got {value}")
     if not cpus_per_trial > 0:
         raise ExecutorError(f"--cpus-per-trial must be > 0, got {cpus_per_trial}")
     if gpus_per_trial < 0:
@@ -119,6 +123,25 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
             f"--gpus-per-trial {gpus_per_trial}: above 1 it must be a whole number "
             "(fractions such as 0.25 share one GPU)"
         )
+
+
+def check_machine(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Reject a per-trial request that this machine cannot fit: a trial runs
+    ``int(cpus_per_trial)`` torch threads (a million of them is a MemoryError) and needs
+    ``ceil(gpus_per_trial)`` visible GPUs."""
+    cpus = len(os.sched_getaffinity(0))
+    if cpus_per_trial > cpus:
+        raise ExecutorError(f"--cpus-per-trial {cpus_per_trial:g} but this machine has {cpus} CPUs; "
+                            f"use at most {cpus}")
+    if gpus_per_trial > 0:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if gpus == 0:
+            raise ExecutorError(f"--gpus-per-trial {gpus_per_trial:g} but torch sees no GPU on this "
+                                "machine; use --gpus-per-trial 0")
+        if math.ceil(gpus_per_trial) > gpus:
+            raise ExecutorError(f"--gpus-per-trial {gpus_per_trial:g} but this machine has {gpus} GPU(s)")
 
 
 def threads_for(cpus_per_trial: float) -> int:

@@ -15,7 +15,6 @@ import threading
 from collections import deque
 from typing import Any
 
-from afsearch.errors import ExecutorError
 from afsearch.execute._base import (
     CANCELLED,
     DONE,
@@ -26,6 +25,7 @@ from afsearch.execute._base import (
     JobFn,
     JobResult,
     Running,
+    check_machine,
     check_resources,
     run_job,
     threads_for,
@@ -40,14 +40,7 @@ class _JobTimeout(BaseException):
 class LocalExecutor(Executor):
     def __init__(self, fn: JobFn, cpus_per_trial: float = 1, gpus_per_trial: float = 0) -> None:
         check_resources(cpus_per_trial, gpus_per_trial)
-        if gpus_per_trial > 0:
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ExecutorError(
-                    f"--gpus-per-trial {gpus_per_trial} but torch sees no GPU on this machine; "
-                    "use --gpus-per-trial 0"
-                )
+        check_machine(cpus_per_trial, gpus_per_trial)
         self._fn = fn
         self._threads = threads_for(cpus_per_trial)
         self._queue: deque[Job] = deque()

@@ -65,7 +65,8 @@ class RayExecutor(Executor):
     "HOST:PORT" joins a running cluster. Ray is shut down by `shutdown()`, at interpreter exit
     and after Ctrl-C (KeyboardInterrupt unwinds through `with` / atexit) only if this executor
     initialised it. num_workers caps how many jobs run at once (default: as many as the
-    cluster's nodes fit). init_kwargs go to `ray.init` (e.g. `_temp_dir`)."""
+    cluster's nodes fit). init_kwargs go to `ray.init` (e.g. `_temp_dir`). ship_dir: the folder
+    of a user's task file, sent to the workers of a joined cluster (`ship_env`)."""
 
     def __init__(
         self,
@@ -76,6 +77,7 @@ class RayExecutor(Executor):
         num_workers: int | None = None,
         node_retries: int = 1,
         init_kwargs: dict[str, Any] | None = None,
+        ship_dir: str | None = None,
     ) -> None:
         check_resources(cpus_per_trial, gpus_per_trial)
         if num_workers is not None and num_workers < 1:
@@ -97,7 +99,7 @@ class RayExecutor(Executor):
         self._ids: set[str] = set()
         self._ready: list[JobResult] = []
         if not ray.is_initialized():
-            self._start_ray(ray_address, init_kwargs or {})
+            self._start_ray(ray_address, {**ship_env(ray_address, ship_dir), **(init_kwargs or {})})
         try:
             self._refresh_nodes()
             self._check_satisfiable()
@@ -121,6 +123,7 @@ class RayExecutor(Executor):
         else:
             kwargs["address"] = address
         kwargs.update(init_kwargs)
+        _quiet_token_auth_notice()
         try:
             if address is not None:
                 _check_reachable(address)
@@ -155,16 +158,7 @@ class RayExecutor(Executor):
     def _check_satisfiable(self) -> None:
         if self._slots > 0:
             return
-        if self._gpus > 0 and self._biggest["GPU"] == 0:
-            raise ExecutorError(
-                f"--gpus-per-trial {self._gpus:g} but the Ray cluster has no GPUs; use "
-                "--gpus-per-trial 0 or --ray-address of a cluster with GPUs"
-            )
-        raise ExecutorError(
-            f"no Ray node can run a trial needing {self._cpus:g} CPUs and {self._gpus:g} GPUs "
-            f"(largest node: {self._biggest['CPU']:g} CPUs, {self._biggest['GPU']:g} GPUs); "
-            "lower --cpus-per-trial / --gpus-per-trial"
-        )
+        raise unsatisfiable(self._cpus, self._gpus, self._biggest)
 
     # -- Executor -------------------------------------------------------------------------
 
@@ -328,15 +322,75 @@ class RayExecutor(Executor):
         return run.result(CRASHED, f"node lost {run.attempts} times: {_first(exc)}")
 
 
+def unsatisfiable(cpus: float, gpus: float, biggest: dict[str, float]) -> ExecutorError:
+    """The error for a per-trial request that no node (`biggest`: the largest CPU and GPU
+    counts of any alive node) can run."""
+    if gpus > 0 and biggest["GPU"] == 0:
+        return ExecutorError(
+            f"--gpus-per-trial {gpus:g} but the Ray cluster has no GPUs; use "
+            "--gpus-per-trial 0 or --ray-address of a cluster with GPUs"
+        )
+    return ExecutorError(
+        f"no Ray node can run a trial needing {cpus:g} CPUs and {gpus:g} GPUs "
+        f"(largest node: {biggest['CPU']:g} CPUs, {biggest['GPU']:g} GPUs); "
+        "lower --cpus-per-trial / --gpus-per-trial"
+    )
+
+
+class _TokenAuthNotice(logging.Filter):
+    """Drops the WARNING Ray 2.60 logs at every `ray.init` that it enabled token authentication
+    by default: that is the secure default working, not something to act on, and it broke
+    `--quiet`. Ray's other messages (the warning that authentication is *disabled* included)
+    still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+def _quiet_token_auth_notice() -> None:
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _TokenAuthNotice) for f in logger.filters):
+        logger.addFilter(_TokenAuthNotice())
+
+
+#: never shipped with a task folder: version control, environments, run directories, caches
+SHIP_EXCLUDES = [".git", ".venv", "venv", "runs", "__pycache__", "*.pt", "*.pt2", "*.ckpt", ".ray"]
+
+
+def ship_env(address: str | None, folder: str | None) -> dict[str, Any]:
+    """`ray.init` keywords that make a user's task file importable on every node: its folder
+    becomes the job's working directory (Ray uploads it once per job; Ray refuses folders over
+    its upload limit, hundreds of MiB, so keep task files beside code, not beside data), and
+    workers look the file up there by name. An embedded cluster shares this machine's files,
+    so nothing is shipped."""
+    if address is None or folder is None:
+        return {}
+    from afsearch.evaluate.custom import SHIPPED_ENV
+
+    return {"runtime_env": {"working_dir": folder, "excludes": SHIP_EXCLUDES,
+                            "env_vars": {SHIPPED_ENV: "1"}}}
+
+
 def _check_reachable(address: str) -> None:
     """Fail in seconds on a HOST:PORT nobody listens on (ray.init would retry for minutes)."""
     if address == "auto" or "://" in address:
         return
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("expected auto or HOST:PORT")
     with socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S):
         pass
+
+
+def check_reachable(address: str) -> None:
+    """`_check_reachable` with the error a user sees (also used before a run is created)."""
+    try:
+        _check_reachable(address)
+    except (OSError, ValueError) as exc:
+        raise ExecutorError(
+            f"cannot join the Ray cluster at --ray-address {address}: {_first(exc)}; start "
+            "one with `ray start --head`, or omit --ray-address to use a local cluster"
+        ) from exc
 
 
 def _first(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from afsearch.expr.printers import to_sympy
-from afsearch.expr.tree import Expr
+from afsearch.expr.tree import CONST, PARAM, Expr, X
 
 DEFAULT_TIMEOUT_S = 0.5
 
@@ -46,10 +46,18 @@ class _Alarm:
 
 
 def canonical_form(expr: Expr, timeout_s: float = DEFAULT_TIMEOUT_S) -> CanonicalForm:
+    """The sympy form of what `expr` computes. It follows the guarded semantics where they
+    differ from plain algebra on constants (``x/0`` computes ``x / 1e-7``, so it reads
+    ``10000000.0*x``, not sympy's ``zoo*x``); a form that still comes out undefined (zoo, nan,
+    oo: a zero built from x, as in ``x/(x - x)``) is replaced by our own printing of the
+    formula, unsimplified, with a note."""
+    guarded = guarded_constants(expr)
     try:
-        structural = to_sympy(expr)
+        structural = to_sympy(guarded)
     except (RecursionError, ValueError, TypeError) as exc:  # pragma: no cover - defensive
         return CanonicalForm(str(expr), False, f"sympy conversion failed: {type(exc).__name__}")
+    if _undefined(structural):
+        return _printed(expr)
     fallback = sp.sstr(structural)
     if timeout_s <= 0 or threading.current_thread() is not threading.main_thread():
         return CanonicalForm(fallback, False, "structural form (no simplify off the main thread)")
@@ -61,6 +69,43 @@ def canonical_form(expr: Expr, timeout_s: float = DEFAULT_TIMEOUT_S) -> Canonica
         return timed_out
 
 
+def guarded_constants(expr: Expr) -> Expr:
+    """`expr` with the constants on which plain algebra and the guarded numeric forms disagree
+    replaced by what the activation computes: a constant denominator below the guard (``x/0``
+    divides by 1e-7, as the compiled code does) and a constant subtree that sympy finds
+    undefined (``log(0)`` is log(1e-7)). Other constants stay exact (``sqrt(2)``)."""
+    from afsearch.compile.codegen import fold_constants, protected_denominator
+
+    def constant(e: Expr) -> bool:
+        return not any(n.op in (X, PARAM) for n in e.walk())
+
+    def guard(e: Expr) -> Expr:
+        if e.is_leaf:
+            return e
+        e = Expr(e.op, tuple(guard(a) for a in e.args))
+        if constant(e):
+            return fold_constants(e) if _undefined(to_sympy(e)) else e
+        if e.op == "div" and constant(e.args[1]):
+            den = fold_constants(e.args[1])
+            if den.op == CONST and den.value != protected_denominator(den.value):  # type: ignore[arg-type]
+                return Expr("div", (e.args[0], Expr.const(protected_denominator(den.value))))  # type: ignore[arg-type]
+        return e
+
+    return guard(expr)
+
+
+def _undefined(form: sp.Expr) -> bool:
+    return bool(form.has(sp.zoo, sp.nan, sp.oo, -sp.oo))
+
+
+def _printed(expr: Expr) -> CanonicalForm:
+    from afsearch.expr.printers import to_string
+
+    return CanonicalForm(to_string(expr), False,
+                         "the algebraic form is undefined (a zero built from x divides); "
+                         "the formula as written, computed with its guards")
+
+
 def _simplify_with_alarm(structural: sp.Expr, fallback: str, timeout_s: float, alarm: _Alarm,
                          timed_out: CanonicalForm) -> CanonicalForm:
     previous = signal.signal(signal.SIGALRM, alarm)
@@ -68,6 +113,8 @@ def _simplify_with_alarm(structural: sp.Expr, fallback: str, timeout_s: float, a
     try:
         simplified = sp.simplify(structural)
         alarm.armed = False
+        if _undefined(simplified):  # e.g. a limit sympy takes differently from the guards
+            return CanonicalForm(fallback, False, "simplify gave an undefined form; structural form")
         return CanonicalForm(sp.sstr(simplified), True)
     except _Timeout:
         alarm.armed = False

@@ -107,10 +107,10 @@ class _Parser:
             expr = expr_or_op if isinstance(expr_or_op, Expr) else Expr(expr_or_op, tuple(args))
         except ExpressionError as exc:
             raise ExpressionError(f"position {pos}: {exc}") from None
-        if expr.depth > self.max_depth:
-            raise ExpressionError(
-                f"position {pos}: formula nests deeper than the limit of {self.max_depth} levels"
-            )
+        # The depth limit is on nesting (parentheses, calls, unary minus, powers; see `enter`),
+        # not on the tree: a flat sum of 48 terms is a left-deep tree of depth 48 but nests
+        # one level. The size limit bounds such chains, and with them every later walk
+        # (printers, sympy, fingerprint, compile), to a depth of MAX_SIZE / 2.
         if expr.size > self.max_size:
             raise ExpressionError(
                 f"position {pos}: formula has more than the limit of {self.max_size} nodes"

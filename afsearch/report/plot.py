@@ -2,12 +2,16 @@
 
 - ``activations.png``: the top-k activations and their derivatives on [-5, 5] beside ReLU,
   GELU and SiLU;
-- ``progress.png``: best score so far vs number of evaluations (and every evaluation's score);
+- ``progress.png``: best score so far vs number of evaluations (and every evaluation's score),
+  in the direction of the run's metric (for a loss the best is the lowest);
 - ``funnel.png``: how many candidates each stage of the rejection ladder let through."""
 
 from __future__ import annotations
 
 import math
+import sys
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -17,9 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from afsearch.compile import compile_activation  # noqa: E402
-from afsearch.errors import ConfigError  # noqa: E402
+from afsearch.errors import AfsearchError, ConfigError, shorten  # noqa: E402
 from afsearch.reference import get_reference  # noqa: E402
-from afsearch.search.report import BASELINE, leaderboard_rows, main_task_and_steps  # noqa: E402
+from afsearch.search.report import BASELINE, leaderboard_rows, main_task_and_steps, run_metric  # noqa: E402
 from afsearch.store import EvaluationRecord, RunStore  # noqa: E402
 
 REFERENCE_CURVES = ("relu", "gelu", "silu")
@@ -73,7 +77,14 @@ def _plot_activations(store: RunStore, path: Path, top: int) -> Path:
         record = store.candidate(row["id"])
         if record.kind != "activation" or not record.formula:
             continue
-        y, d = _curve(record.formula, x)
+        try:
+            y, d = _curve(record.formula, x)
+        except (AfsearchError, ValueError, ArithmeticError, RecursionError) as exc:
+            # one bad formula (a damaged run, an older grammar) must not cost the other plots
+            print(f"afsearch: warning: activations.png leaves out candidate #{record.id}: its "
+                  f"formula {shorten(record.formula)} cannot be compiled ({shorten(str(exc), 100)})",
+                  file=sys.stderr)
+            continue
         label = f"#{rank} ({row['mean']:.3f}) {record.formula[:48]}"
         ax_y.plot(x, y, lw=2, label=label)
         ax_d.plot(x, d, lw=2, label=f"#{rank}")
@@ -92,10 +103,23 @@ def _plot_activations(store: RunStore, path: Path, top: int) -> Path:
     return path
 
 
-def _plot_progress(store: RunStore, path: Path) -> Path:
+@dataclass
+class Progress:
+    """What progress.png shows: every finished search evaluation's score (raw metric value),
+    the best so far in the metric's direction, and the best baseline."""
+
+    xs: list[int]
+    scores: list[float]
+    best_curve: list[tuple[int, float]]
+    best_baseline: float | None
+    ylabel: str
+
+
+def progress(store: RunStore) -> Progress:
     task, steps = main_task_and_steps(store)
+    metric = run_metric(store)
     xs, scores, best_curve = [], [], []
-    best = -math.inf
+    best = metric.worst
     n = 0
     baselines = []
     for ev, origin in _all_evaluations(store):
@@ -109,18 +133,28 @@ def _plot_progress(store: RunStore, path: Path) -> Path:
         if ev.status == "done" and ev.score is not None and math.isfinite(ev.score):
             xs.append(n)
             scores.append(ev.score)
-            best = max(best, ev.score)
+            if metric.better(ev.score, best):
+                best = ev.score
         best_curve.append((n, best))
+    return Progress(xs, scores, best_curve, metric.best(baselines), f"{metric.label()} ({_short(task)})")
+
+
+def _short(task: str) -> str:
+    return Path(task).name if ":" in task else task  # a user task: its file name and attribute
+
+
+def _plot_progress(store: RunStore, path: Path) -> Path:
+    data = progress(store)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    if scores:
-        ax.scatter(xs, scores, s=10, alpha=0.5, label="evaluation")
-    finite = [(i, b) for i, b in best_curve if math.isfinite(b)]
+    if data.scores:
+        ax.scatter(data.xs, data.scores, s=10, alpha=0.5, label="evaluation")
+    finite = [(i, b) for i, b in data.best_curve if math.isfinite(b)]
     if finite:
         ax.step([i for i, _ in finite], [b for _, b in finite], where="post", lw=2, label="best so far")
-    if baselines:
-        ax.axhline(max(baselines), color="k", ls="--", lw=1, label="best baseline")
+    if data.best_baseline is not None:
+        ax.axhline(data.best_baseline, color="k", ls="--", lw=1, label="best baseline")
     ax.set_xlabel("evaluations")
-    ax.set_ylabel(f"validation accuracy ({task})")
+    ax.set_ylabel(data.ylabel)
     ax.set_title("best score vs evaluations")
     ax.legend()
     fig.tight_layout()
@@ -129,24 +163,37 @@ def _plot_progress(store: RunStore, path: Path) -> Path:
     return path
 
 
-def _plot_funnel(store: RunStore, path: Path) -> Path:
-    counts = store.counts()
-    rejected = counts.rejected_by_stage
-    total = sum(v for k, v in counts.by_status.items() if k in ("done", "rejected", "failed"))
-    failed = counts.by_status.get("failed", 0)
-    labels, values = ["evaluated"], [total]
-    remaining = total - failed
-    labels.append("ran (not failed)")
-    values.append(remaining)
-    for stage in LADDER:
+def funnel_counts(store: RunStore) -> tuple[list[tuple[str, int]], int]:
+    """The funnel's bars, (label, evaluations), over the search's own finished evaluations, and
+    the number of baseline evaluations, which the bars leave out (they are references trained
+    once per run, not candidates the ladder screened)."""
+    search, baselines = [], 0
+    for ev, origin in _all_evaluations(store):
+        if ev.status not in ("done", "rejected", "failed"):
+            continue
+        if origin == BASELINE:
+            baselines += 1
+        else:
+            search.append(ev)
+    rejected = Counter(ev.stage or "?" for ev in search if ev.status == "rejected")
+    remaining = len(search) - sum(1 for ev in search if ev.status == "failed")
+    bars = [("evaluated", len(search)), ("ran (not failed)", remaining)]
+    for stage in [*LADDER, *sorted(set(rejected) - set(LADDER))]:
         remaining -= rejected.get(stage, 0)
-        labels.append(f"passed {stage}")
-        values.append(remaining)
+        bars.append((f"passed {stage}", remaining))
+    return bars, baselines
+
+
+def _plot_funnel(store: RunStore, path: Path) -> Path:
+    bars_data, baselines = funnel_counts(store)
+    labels = [label for label, _ in bars_data]
+    values = [value for _, value in bars_data]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     bars = ax.barh(labels[::-1], values[::-1], color="tab:blue")
     for bar, value in zip(bars, values[::-1], strict=True):
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {value}", va="center")
-    ax.set_title("rejection funnel")
+    ax.set_title(f"rejection funnel: {values[0]} search evaluations "
+                 f"({baselines} baseline evaluations not counted)")
     ax.set_xlabel("evaluations")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -6,14 +6,18 @@ is saved as ``config.toml`` in the run directory; ``afsearch resume`` reads it b
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from afsearch.errors import ConfigError
+from afsearch.errors import AfsearchError, ConfigError, shorten
 from afsearch.reference import DEFAULT_BASELINES, get_reference
+
+if TYPE_CHECKING:
+    from afsearch.evaluate.metric import Metric
 
 BACKENDS = ("ray", "local")
 OBJECTIVES = ("accuracy", "cost", "params")
@@ -55,6 +59,12 @@ class SearchConfig:
     validate_seeds: int = 3
     validate_steps: int | None = None
     data_dir: str | None = None
+    #: where candidates train: auto (cuda when the worker sees a GPU, else cpu), cpu, cuda, cuda:N
+    device: str = "auto"
+    #: what the run recorded about each user task (``file.py:NAME`` references) when it was
+    #: created: file, sha256, default steps, metric. Read-only commands use it so they never
+    #: import the task file; `resume` compares the hash. Filled by `Search.create`.
+    user_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # -- (de)serialisation -------------------------------------------------------------------
     def to_toml_dict(self) -> dict[str, Any]:
@@ -75,15 +85,9 @@ class SearchConfig:
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> SearchConfig:
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        from afsearch.spaces.toml_schema import read_toml
+
+        data = read_toml(path, ConfigError, "config file")
         if "search" in data and isinstance(data["search"], dict):
             data = data["search"]
         if "time" in data:  # the CLI spelling is accepted in files too
@@ -93,40 +97,40 @@ class SearchConfig:
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self, source: str = "config") -> None:
+        """Types, then ranges (`LIMITS`: every number finite and bounded, so that a flag such as
+        --threads 100000 or --timeout 1e300 is refused here and not by a segfault, a
+        MemoryError or an overflow deep in a worker), then names. The CLI flags and config
+        files both end here."""
+
         def bad(key: str, problem: str) -> ConfigError:
             return ConfigError(f"{source}: {key}: {problem}")
 
         _expect_types(self, source)
-        for key in ("budget", "seeds", "validate_seeds"):
-            if getattr(self, key) <= 0:
-                raise bad(key, f"must be a positive integer, got {getattr(self, key)}")
-        if self.validate_top < 0:
-            raise bad("validate_top", f"must be >= 0, got {self.validate_top}")
-        for key in ("steps", "validate_steps"):
+        for key, (low, high) in LIMITS.items():
             value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise bad(key, f"must be a positive number of training steps, got {value}")
-        if self.time_limit_s is not None and self.time_limit_s <= 0:
-            raise bad("time", "must be a positive duration such as 90s, 30m or 1h")
+            if value is not None:
+                check_range(value, low, high, f"{source}: {key}")
         if self.backend not in BACKENDS:
-            raise bad("backend", f"unknown backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
-        if self.pack <= 0:
-            raise bad("pack", f"must be a positive integer, got {self.pack}")
-        if self.workers is not None and self.workers <= 0:
-            raise bad("workers", f"must be a positive integer, got {self.workers}")
-        if self.cpus_per_trial <= 0:
-            raise bad("cpus_per_trial", f"must be > 0, got {self.cpus_per_trial}")
-        if self.gpus_per_trial < 0:
-            raise bad("gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}")
-        if self.timeout_s <= 0:
-            raise bad("timeout_s", f"must be > 0 seconds, got {self.timeout_s}")
+            raise bad("backend", f"unknown backend {shorten(self.backend)}; allowed: {', '.join(BACKENDS)}")
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown or not self.objectives:
-            raise bad("objectives", f"unknown objective(s) {unknown}; allowed: {', '.join(OBJECTIVES)}")
+            raise bad("objectives", f"unknown objective(s) {shorten(unknown)}; allowed: {', '.join(OBJECTIVES)}")
         for name in self.baselines:
             get_reference(name)  # raises with the allowed names
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", self.name):
-            raise bad("name", f"{self.name!r} is not a valid run name; use letters, digits, '_', '-', '.'")
+            raise bad("name", f"{shorten(self.name)} is not a valid run name; use letters, digits, '_', '-', '.'")
+        self._validate_device(source, bad)
+
+    def _validate_device(self, source: str, bad: Callable[[str, str], ConfigError]) -> None:
+        from afsearch.evaluate.trainer import check_device
+
+        try:  # the GPUs of a joined cluster are the workers', not this machine's
+            check_device(self.device, here=self.ray_address is None)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        if self.device.startswith("cuda") and self.backend == "ray" and self.gpus_per_trial == 0:
+            raise bad("device", f"{self.device} on the ray backend needs --gpus-per-trial > 0 "
+                      "(Ray places and isolates GPU work only for trials that ask for a GPU share)")
 
     @property
     def tasks(self) -> list[str]:
@@ -134,7 +138,12 @@ class SearchConfig:
 
     def steps_for(self, task: str) -> int:
         """Training steps of one evaluation on `task` (``steps`` or the task's default)."""
-        return steps_for(task, self.steps)
+        return steps_for(task, self.steps, self.user_tasks)
+
+    @property
+    def metric(self) -> Metric:
+        """The main task's metric (what the leaderboard ranks by)."""
+        return task_metric(self.task, self.user_tasks)
 
     def task_config_for(self, task: str) -> dict[str, Any] | None:
         """The task config sent to workers: ``task_config`` applies to the main task;
@@ -145,10 +154,63 @@ class SearchConfig:
         return config or None
 
 
-def steps_for(task: str, steps: int | None) -> int:
+def steps_for(task: str, steps: int | None, user_tasks: dict[str, dict[str, Any]] | None = None) -> int:
     from afsearch.evaluate import TASKS
 
-    return int(steps or TASKS[task].recipe.steps)
+    if steps:
+        return int(steps)
+    if task in (user_tasks or {}):
+        return int(user_tasks[task]["steps"])  # type: ignore[index]
+    return int(TASKS[task].recipe.steps)
+
+
+def task_metric(task: str, user_tasks: dict[str, dict[str, Any]] | None = None) -> Metric:
+    """A task's metric from what a run recorded (user tasks) or the built-in table; never
+    imports a user's file."""
+    from afsearch.evaluate import TASKS
+    from afsearch.evaluate.metric import get_metric
+
+    if task in (user_tasks or {}):
+        return get_metric(user_tasks[task].get("metric"))  # type: ignore[index]
+    return TASKS[task].metric if task in TASKS else get_metric(None)
+
+
+#: inclusive bounds of every numeric setting (None: unbounded on that side). Generous, but
+#: finite: they keep absurd values from reaching torch, setitimer or SQLite.
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "budget": (1, 1_000_000),
+    "time_limit_s": (1e-3, 366 * 86400.0),
+    "steps": (1, 10_000_000),
+    "seeds": (1, 1000),
+    "seed": (0, 2**63 - 1),
+    "workers": (1, 4096),
+    "cpus_per_trial": (1e-3, 4096),  # the machine or cluster is checked when the executor is
+    "gpus_per_trial": (0, 64),
+    "timeout_s": (1e-3, 7 * 86400.0),
+    "pack": (1, 1024),
+    "validate_top": (0, 10_000),
+    "validate_seeds": (1, 1000),
+    "validate_steps": (1, 10_000_000),
+}
+
+#: what a value inside strategy_options / task_config may be (TOML tables and lists of
+#: tables are refused: no option takes one); task_config also takes lists of scalars (hidden)
+_SCALARS = (str, int, float, bool)
+
+
+def check_range(value: float, low: float | None, high: float | None, what: str,
+                error: type[AfsearchError] = ConfigError) -> None:
+    """Refuse nan, inf and values outside [low, high]; `what` starts the message."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise error(f"{what}: must be a finite number, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"between {_num(low)} and {_num(high)}" if low is not None and high is not None else \
+            f">= {_num(low)}" if low is not None else f"<= {_num(high)}"
+        raise error(f"{what}: must be {span}, got {shorten(value)}")
+
+
+def _num(value: float | None) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _expect_types(config: SearchConfig, source: str) -> None:
@@ -160,24 +222,44 @@ def _expect_types(config: SearchConfig, source: str) -> None:
         "ray_address": (str, type(None)), "cpus_per_trial": (int, float), "gpus_per_trial": (int, float),
         "timeout_s": (int, float), "pack": (int,), "ladder": (bool,), "baselines": (list,), "seed_population": (bool,),
         "validate_top": (int,), "validate_seeds": (int,), "validate_steps": (int, type(None)),
-        "data_dir": (str, type(None)),
+        "data_dir": (str, type(None)), "user_tasks": (dict,), "device": (str,),
     }
     for key, types in expected.items():
         value = getattr(config, key)
-        if isinstance(value, bool) and bool not in types:
-            ok = False
-        else:
-            ok = isinstance(value, types)
-        if not ok:
-            names = " or ".join(t.__name__ for t in types if t is not type(None))
-            raise ConfigError(f"{source}: {key}: expected {names}, got {type(value).__name__} {value!r}")
+        if not _is(value, types):
+            raise ConfigError(f"{source}: {key}: expected {_names(types)}, got {type(value).__name__} {shorten(value)}")
+    for key in ("extra_tasks", "objectives", "baselines"):
+        for i, item in enumerate(getattr(config, key)):
+            if not isinstance(item, str):
+                raise ConfigError(f"{source}: {key}[{i}]: expected a name (string), got "
+                                  f"{type(item).__name__} {shorten(item)}")
+    for key, lists in (("strategy_options", False), ("task_config", True)):
+        for name, value in getattr(config, key).items():
+            items = value if lists and isinstance(value, list) else [value]
+            if not all(_is(item, _SCALARS) for item in items) or (isinstance(value, list) and not value):
+                kinds = "a string, number, boolean" + (" or a list of them" if lists else "")
+                raise ConfigError(f"{source}: {key}.{name}: expected {kinds}, got "
+                                  f"{type(value).__name__} {shorten(value)}")
+            for item in items:
+                if isinstance(item, float):
+                    check_range(item, None, None, f"{source}: {key}.{name}")
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):  # bool is an int subclass; only a bool field takes one
+        return bool in types
+    return isinstance(value, types)
+
+
+def _names(types: tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in types if t is not type(None))
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
 
 
 def parse_duration(text: str) -> float:
-    """'90', '90s', '30m', '1h', '1h30m' -> seconds."""
+    """'90', '90s', '30m', '1h', '1h30m' -> seconds (finite, positive, at most LIMITS)."""
     text = text.strip().lower()
     try:
         value = float(text)
@@ -185,10 +267,11 @@ def parse_duration(text: str) -> float:
         match = _DURATION.match(text)
         if not text or not match or not any(match.groups()):
             raise ConfigError(
-                f"bad duration {text!r}; write e.g. 90s, 30m, 1h or 1h30m"
+                f"bad duration {shorten(text)}; write e.g. 90s, 30m, 1h or 1h30m"
             ) from None
         hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
         value = hours * 3600 + minutes * 60 + seconds
-    if value <= 0:
-        raise ConfigError(f"bad duration {text!r}: must be positive")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"bad duration {shorten(text)}: must be a positive, finite duration")
+    check_range(value, *LIMITS["time_limit_s"], f"duration {shorten(text)} (seconds)")
     return value

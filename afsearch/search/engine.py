@@ -25,13 +25,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from afsearch.candidate import Candidate
-from afsearch.errors import AfsearchError, ConfigError, RunStoreError, TaskError
+from afsearch.errors import AfsearchError, ConfigError, RunStoreError, TaskError, shorten
 from afsearch.evaluate.result import EvalResult
 from afsearch.execute import Executor, Job, JobResult, make_executor
 from afsearch.reference import get_reference
@@ -40,9 +42,16 @@ from afsearch.search.seeding import derive_seed
 from afsearch.search.strategies.base import Outcome, Proposal, Strategy
 from afsearch.spaces import load_space
 from afsearch.spaces.base import SearchSpace
-from afsearch.store import LeaderboardEntry, RunStore, dumps_toml, resolve_run, write_atomic
+from afsearch.store import (
+    BASELINE_ORIGIN,
+    LeaderboardEntry,
+    RunStore,
+    dumps_toml,
+    resolve_run,
+    write_atomic,
+)
 
-BASELINE = "baseline"
+BASELINE = BASELINE_ORIGIN
 #: a strategy that keeps proposing known candidates is stopped after this many proposals per
 #: budgeted evaluation (small finite spaces, converged populations)
 MAX_PROPOSALS_PER_EVAL = 25
@@ -70,21 +79,25 @@ class SearchSummary:
     best: LeaderboardEntry | None
     best_baseline: float | None
     elapsed_s: float
+    metric: str = "accuracy"  # what best.mean and best_baseline measure (a loss: lower is better)
 
 
 def outcome_from_results(results: dict[str, EvalResult | None], objectives: list[str]) -> Outcome:
-    """Aggregate per-task results into what a strategy learns (None = failed outright)."""
-    ok = [r for r in results.values() if r is not None and r.ok and math.isfinite(r.mean_accuracy)]
+    """Aggregate per-task results into what a strategy learns (None = failed outright).
+    Strategies maximise, so scores and objectives are the metric's value oriented higher-is-
+    better (`EvalResult.score`: a loss is negated here and nowhere a user reads); the
+    "accuracy" objective is each task's metric, whatever it is."""
+    ok = [r for r in results.values() if r is not None and r.ok and math.isfinite(r.score)]
     if len(ok) != len(results):
         statuses = [r.status if r is not None else "failed" for r in results.values()]
         status = "failed" if "failed" in statuses else "rejected"
         intermediate = _intermediate(next((r for r in results.values() if r is not None), None))
         return Outcome(-math.inf, [-math.inf] * _n_objectives(objectives, len(results)), status, intermediate)
-    score = sum(r.mean_accuracy for r in ok) / len(ok)
+    score = sum(r.score for r in ok) / len(ok)
     objs: list[float] = []
     for objective in objectives:
         if objective == "accuracy":
-            objs.extend(r.mean_accuracy for r in ok)
+            objs.extend(r.score for r in ok)
         elif objective == "cost":
             cost = ok[0].activation_cost
             objs.append(-cost if cost is not None and math.isfinite(cost) else -math.inf)
@@ -100,12 +113,14 @@ def _n_objectives(objectives: list[str], n_tasks: int) -> int:
 def _intermediate(result: EvalResult | None) -> list[tuple[int, float]]:
     if result is None:
         return []
+    metric = result.metric_spec  # pruners maximise too: oriented values
+    key = f"val_{metric.source}"
     points = []
     for stage in result.stages:
-        if stage.name == "quality" and "val_accuracy" in stage.stats and "step" in stage.stats:
-            points.append((int(stage.stats["step"]), float(stage.stats["val_accuracy"])))
+        if stage.name == "quality" and key in stage.stats and "step" in stage.stats:
+            points.append((int(stage.stats["step"]), metric.oriented(float(stage.stats[key]))))
     if result.ok and result.per_seed:
-        points.append((result.budget, result.mean_accuracy))
+        points.append((result.budget, result.score))
     return points
 
 
@@ -140,7 +155,11 @@ class Search:
                on_event: Callable[[SearchEvent], None] | None = None) -> Search:
         from afsearch.search.strategies import default_strategy_for, strategy_options
 
+        # Every refusal happens before RunStore.create: a corrected command must not then
+        # fail with "already exists" on the directory a refused one left behind.
         config.validate()
+        _check_runs_dir(Path(runs_dir))
+        _record_user_tasks(config)
         space = load_space(config.space)
         strategy_name = config.strategy or default_strategy_for(space)
         config.strategy = strategy_name
@@ -150,6 +169,8 @@ class Search:
             raise ConfigError(f"strategy {strategy_name!r} has no option(s) {', '.join(unknown)}; "
                               f"allowed: {', '.join(sorted(allowed)) or 'none'}")
         _check_tasks(config, space)
+        _check_executor(config)
+        _check_strategy(config, space)
         name = config.name or f"{Path(config.space).stem}-{strategy_name}-{datetime.now():%Y%m%d-%H%M%S}"
         config.name = name
         path = Path(runs_dir) / name
@@ -168,7 +189,9 @@ class Search:
     @classmethod
     def resume(cls, run: str | Path, runs_dir: str | Path = "runs", *,
                on_event: Callable[[SearchEvent], None] | None = None,
-               overrides: dict[str, Any] | None = None) -> Search:
+               overrides: dict[str, Any] | None = None, allow_changed_task: bool = False) -> Search:
+        """Continue a run. A user task is imported again from its recorded file, which must be
+        unchanged (same sha256) unless `allow_changed_task`."""
         path = resolve_run(str(run), str(runs_dir))
         store = RunStore.open(path, "rw")
         try:
@@ -176,17 +199,24 @@ class Search:
             changed = {k: v for k, v in (overrides or {}).items() if v is not None and data.get(k) != v}
             data.update(changed)
             config = SearchConfig.from_dict(data, str(path / "config.toml"))
+            # checked like a new run, before anything is written (an edited config.toml may
+            # name a task that does not exist)
+            if _check_user_tasks_unchanged(config, allow_changed_task):
+                changed["user_tasks"] = config.user_tasks
+            space = load_space(config.space)
+            _check_tasks(config, space)
+            _check_executor(config)
             if changed:  # e.g. a raised budget: the next resume must see it too
                 write_atomic(path / "config.toml", dumps_toml(config.to_toml_dict()))
                 store.config = config.to_toml_dict()
                 store.log("resumed with " + ", ".join(f"{k}={v}" for k, v in changed.items()))
-            space = load_space(config.space)
             strategy = cls._make_strategy(config, space, store)
             search = cls(store, config, space, strategy, on_event=on_event)
             snapshot = store.latest_state()
             if snapshot is None:
                 raise RunStoreError(f"run {path} has no saved search state; it cannot be resumed")
-            search._restore(snapshot[1])
+            with store.reading():  # a damaged snapshot: one line naming the run, not a KeyError
+                search._restore(snapshot[1])
             requeued = store.requeue_in_flight()
             store.log(f"resumed; {len(requeued)} in-flight evaluation(s) queued again")
         except BaseException:
@@ -247,10 +277,14 @@ class Search:
         """Ask the loop to stop after committing what has arrived (thread- and signal-safe)."""
         self._stop.set()
 
-    def run(self, executor: Executor | None = None) -> SearchSummary:
+    def run(self, executor: Executor | None = None, *, progress: bool = False) -> SearchSummary:
         """Run until the budget, the time limit or the space is exhausted, or `stop()`.
         Ctrl-C (SIGINT) calls `stop()`; a second Ctrl-C interrupts immediately (the run stays
-        resumable either way)."""
+        resumable either way). `progress=True` shows what `afsearch search` shows (a live bar
+        on a terminal, one plain line per event otherwise) besides any `on_event`. Validation of
+        the winners is a separate step here: `validate()`."""
+        if progress:
+            return self._with_display(lambda: self.run(executor))
         own_executor = executor is None
         previous_handler = None
         if threading.current_thread() is threading.main_thread():
@@ -261,8 +295,14 @@ class Search:
         try:
             if executor is None:
                 executor = self._make_executor()
+            # "done": results already recorded before this start, so a resumed run's progress
+            # counts on from there instead of from 1
+            waiting = sum(1 for info in self.pending.values() if info["kind"] != BASELINE)
             self._emit("start", {"run": str(self.store.path), "config": self.config.to_toml_dict(),
-                                 "capacity": executor.capacity})
+                                 "metric": self.config.metric.name,
+                                 "higher_is_better": self.config.metric.higher_is_better,
+                                 "capacity": executor.capacity, "trained": self.trained,
+                                 "done": self.trained - waiting})
             self._resubmit_pending(executor)
             if not self.baselines_submitted:
                 self._submit_baselines(executor)
@@ -282,10 +322,42 @@ class Search:
                            f"cache_hits={self.cache_hits}")
         summary = self.summary(state)
         self._emit("stop" if state == "stopped" else "finish", {
-            "state": state, "trained": self.trained, "proposals": self.proposals,
+            "state": state, "trained": self.trained, "proposals": self.proposals, "metric": summary.metric,
             "best": _entry_json(summary.best), "best_baseline": summary.best_baseline,
         })
         return summary
+
+    def validate(self, top: int | None = None, seeds: int | None = None,
+                 steps: int | None = None) -> dict[str, Any]:
+        """Retrain the best `top` candidates (default: `config.validate_top`) on `seeds` fresh
+        seeds (default: `config.validate_seeds`) for `steps` (default: `validate_steps`, else
+        the search's) beside the baselines, as `afsearch search` does after a finished search
+        and `afsearch validate` on demand; recorded in the run. Returns the report that
+        `afsearch validate --json` prints: "rows" (formula, baseline, per_seed, mean, std,
+        p_value, beats_baseline), "best_baseline", "test", "steps", "seeds"."""
+        from afsearch.search.validate import validate_run
+
+        asked = {"validate_top": top, "validate_seeds": seeds, "validate_steps": steps}
+        config = replace(self.config, **{k: v for k, v in asked.items() if v is not None})
+        config.validate()
+        return validate_run(self.store, config, on_event=self.on_event)
+
+    def _with_display(self, action: Callable[[], SearchSummary]) -> SearchSummary:
+        from afsearch.cli.display import make_observer  # the CLI's display, reused as is
+
+        display, user = make_observer("live", self.config.budget), self.on_event
+
+        def both(event: SearchEvent) -> None:
+            display(event)
+            if user is not None:
+                user(event)
+
+        self.on_event = both
+        try:
+            return action()
+        finally:
+            display.close()
+            self.on_event = user
 
     def _on_sigint(self, signum: int, frame: object) -> None:
         if self._stop.is_set():
@@ -293,9 +365,7 @@ class Search:
         self._stop.set()
 
     def _make_executor(self) -> Executor:
-        c = self.config
-        return make_executor(c.backend, ray_address=c.ray_address, cpus_per_trial=c.cpus_per_trial,
-                             gpus_per_trial=c.gpus_per_trial, num_workers=c.workers)
+        return executor_for(self.config)
 
     def _time_left(self) -> bool:
         return self.config.time_limit_s is None or self.elapsed_s < self.config.time_limit_s
@@ -350,8 +420,10 @@ class Search:
             return True
         to_submit: list[tuple[int, str]] = []
         with self.store.transaction():
+            parents = self.store.proposal_fingerprints(proposal.parents)
             cid, _ = self.store.add_candidate(fp, candidate.kind, formula, canonical, proposal.genotype,
-                                              proposal.origin, [str(p) for p in proposal.parents])
+                                              proposal.origin, parents)
+            self.store.record_proposal(proposal.key, cid)
             results: dict[str, Any] = {}
             for task in self.config.tasks:
                 steps = self._steps_for(task)
@@ -376,7 +448,9 @@ class Search:
             self._snapshot()
         self._ready.extend(eval_id for eval_id, _task in to_submit)
         if complete is not None:
-            self._emit("cache", {"formula": formula, "fingerprint": fp, "score": complete.score})
+            main = _result_or_none(results.get(self.config.task) or {})
+            score = main.value if main is not None and main.ok else None  # raw, like result events
+            self._emit("cache", {"formula": formula, "fingerprint": fp, "score": score})
         return True
 
     def _pending_for(self, fp: str, task: str) -> int | None:
@@ -405,6 +479,8 @@ class Search:
         config = self.config.task_config_for(task)
         if config:
             payload["task_config"] = config
+        if self.config.device != "auto":  # auto: each worker picks (cuda when it sees a GPU)
+            payload["device"] = self.config.device
         return payload
 
     def _flush(self, executor: Executor, partial: bool) -> None:
@@ -422,6 +498,9 @@ class Search:
             job_id = "e" + "-".join(map(str, group))
             self._jobs[job_id] = group
             executor.submit(Job(job_id, self._payload(group), self.config.timeout_s * len(group)))
+            with self.store.transaction():  # `status` shows them running (resume requeues them)
+                for e in group:
+                    self.store.mark_running(e, None)
 
     def _resubmit_pending(self, executor: Executor) -> None:
         in_flight = {e.id for e in self.store.in_flight()}
@@ -484,7 +563,7 @@ class Search:
         if job.ok and value is not None and value.get("status") != "error":
             result = EvalResult.from_json(value)
             status, stage, reason = result.status, result.stage, result.reason
-            score = result.mean_accuracy if result.ok else None
+            score = result.value if result.ok else None  # raw: the leaderboard knows the direction
             metrics: dict[str, Any] = value
             cost = result.seconds
         else:
@@ -522,19 +601,21 @@ class Search:
 
     # -- reporting ---------------------------------------------------------------------------
     def leaderboard(self, top: int = 10, include_baselines: bool = True) -> list[LeaderboardEntry]:
-        entries = self.store.leaderboard(top=10_000, task=self.config.task, budget=self._steps_for(self.config.task))
+        entries = self.store.leaderboard(top=10_000, task=self.config.task, budget=self._steps_for(self.config.task),
+                                         higher_is_better=self.config.metric.higher_is_better)
         if not include_baselines:
             entries = [e for e in entries if e.candidate.origin != BASELINE]
         return entries[:top]
 
     def best_baseline(self) -> float | None:
         scores = [e.mean for e in self.leaderboard(top=10_000) if e.candidate.origin == BASELINE]
-        return max(scores) if scores else None
+        return self.config.metric.best([s for s in scores if s is not None])
 
     def summary(self, state: str) -> SearchSummary:
         entries = self.leaderboard(top=1, include_baselines=False)
         return SearchSummary(self.store.path, state, self.trained, self.proposals, self.cache_hits,
-                             entries[0] if entries else None, self.best_baseline(), self.elapsed_s)
+                             entries[0] if entries else None, self.best_baseline(), self.elapsed_s,
+                             self.config.metric.name)
 
     def close(self) -> None:
         self.store.close()
@@ -566,20 +647,97 @@ def _entry_json(entry: LeaderboardEntry | None) -> dict[str, Any] | None:
             "mean": entry.mean, "std": entry.std, "n": entry.n}
 
 
+def _check_runs_dir(runs_dir: Path) -> None:
+    """--runs-dir must be a directory or creatable as one (not a file, not under a file)."""
+    for folder in (runs_dir, *runs_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"--runs-dir {runs_dir}: {folder} is a file, not a directory")
+            return
+
+
+def _check_executor(config: SearchConfig) -> None:
+    """What the executor would refuse, without starting one (see `check_backend`)."""
+    from afsearch.execute import check_backend
+
+    check_backend(config.backend, config.ray_address, config.cpus_per_trial, config.gpus_per_trial,
+                  config.workers)
+
+
+def _check_strategy(config: SearchConfig, space: SearchSpace) -> None:
+    """Build the strategy once with its options and no storage (Optuna: in memory), so a bad
+    option value (population=-5, population=abc, crossover_prob=2) is refused up front."""
+    from afsearch.search.strategies import make_strategy
+
+    options = {k: v for k, v in config.strategy_options.items() if k not in ("storage", "study_name")}
+    try:
+        make_strategy(config.strategy or "", space, random.Random(0), seeds=[], **options)
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. int("abc") inside the strategy
+        raise ConfigError(f"strategy {config.strategy!r}: bad option value ({shorten(str(exc), 120)}); "
+                          f"options given: {shorten(options, 120)}") from None
+
+
+def executor_for(config: SearchConfig) -> Executor:
+    """The executor a run's config asks for; a joined Ray cluster also gets the folder of the
+    main user task's file (`afsearch.execute._ray.ship_env`)."""
+    files = [r["file"] for r in config.user_tasks.values() if "file" in r]
+    options = {"ship_dir": str(Path(files[0]).parent)} if files and config.backend == "ray" else {}
+    return make_executor(config.backend, ray_address=config.ray_address, cpus_per_trial=config.cpus_per_trial,
+                         gpus_per_trial=config.gpus_per_trial, num_workers=config.workers, **options)
+
+
+def _record_user_tasks(config: SearchConfig) -> None:
+    """Import every user task (its errors are the user's, in one line), write its reference
+    canonically (absolute file path) and record what read-only commands and `resume` need:
+    `SearchConfig.user_tasks`. Packing needs an MLP the packed trainer can stack."""
+    from afsearch.evaluate.custom import parse_reference, resolve_task, task_record
+    from afsearch.evaluate.packed import packable
+    from afsearch.evaluate.tasks import is_reference
+
+    def canonical(task: str) -> str:
+        return parse_reference(task).canonical if is_reference(task) else task
+
+    config.task = canonical(config.task)
+    config.extra_tasks = [canonical(t) for t in config.extra_tasks]
+    config.user_tasks = {t: task_record(t, config.task_config_for(t)) for t in config.tasks if is_reference(t)}
+    if config.pack > 1:
+        for ref in config.user_tasks:
+            task = resolve_task(ref, config.task_config_for(ref))
+            model = task.model(nn.ReLU)
+            if not packable(model):
+                raise ConfigError(f"--pack {config.pack}: the model of task {ref} ({type(model).__name__}) is not "
+                                  "an nn.Sequential of Linear layers and activations, which packed training "
+                                  "stacks; drop --pack")
+
+
+def _check_user_tasks_unchanged(config: SearchConfig, allow_changed: bool) -> bool:
+    """Refuse to resume when a user task's file changed or vanished; with `allow_changed`,
+    record the new hash instead. True when the record changed."""
+    from afsearch.evaluate.custom import check_unchanged, file_sha256
+
+    updated = False
+    for ref, record in config.user_tasks.items():
+        check_unchanged(ref, record, allow_changed)
+        path = Path(record.get("file", ""))
+        if "sha256" in record and path.is_file() and file_sha256(path) != record["sha256"]:
+            record["sha256"] = file_sha256(path)  # allowed: the next resume compares with this one
+            updated = True
+    return updated
+
+
 def _check_tasks(config: SearchConfig, space: SearchSpace) -> None:
     from afsearch.evaluate import TASKS
-    from afsearch.evaluate.tasks import layer_tasks, make_config
+    from afsearch.evaluate.tasks import layer_tasks, resolve_task_config
 
     for task in config.tasks:
-        if task not in TASKS:
-            raise ConfigError(f"unknown task {task!r}; allowed: {', '.join(sorted(TASKS))}")
-        try:  # keys and values of the task config, checked before any worker sees them
-            make_config(task, config.task_config_for(task))
+        try:  # names, keys and values of the task config, checked before any worker sees them
+            resolve_task_config(task, config.task_config_for(task))
         except TaskError as exc:
             raise ConfigError(str(exc)) from exc
     probe = space.to_candidate(space.sample(random.Random(0)))
     if probe.is_layer:
-        wrong = [t for t in config.tasks if not TASKS[t].layers]
+        wrong = [t for t in config.tasks
+                 if not (config.user_tasks[t]["layers"] if t in config.user_tasks else TASKS[t].layers)]
         if wrong:
             raise ConfigError(f"space {config.space!r} searches normalization-activation layers, which "
                               f"task(s) {', '.join(wrong)} cannot use; choose one of {', '.join(layer_tasks())}")

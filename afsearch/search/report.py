@@ -8,27 +8,53 @@ import math
 from pathlib import Path
 from typing import Any
 
-from afsearch.search.config import steps_for
-from afsearch.store import CandidateRecord, RunStore, write_atomic
+from afsearch.evaluate.metric import Metric, get_metric
+from afsearch.search.config import steps_for, task_metric
+from afsearch.store import (
+    BASELINE_ORIGIN,
+    CandidateRecord,
+    RunStore,
+    ValidationRecord,
+    write_atomic,
+)
 
-BASELINE = "baseline"
+BASELINE = BASELINE_ORIGIN
 VALIDATION_FILE = "validation.json"
 
 
 def main_task_and_steps(store: RunStore) -> tuple[str, int]:
     config = store.config
     task = config.get("task", "mnist1d-mlp")
-    return task, steps_for(task, config.get("steps"))
+    return task, steps_for(task, config.get("steps"), config.get("user_tasks"))
 
 
-def load_validation(store: RunStore) -> dict[str, Any] | None:
-    path = store.path / VALIDATION_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def run_metric(store: RunStore) -> Metric:
+    """The metric the run's main task is scored by, from config.toml (never imports a user
+    task file)."""
+    config = store.config
+    return task_metric(config.get("task", "mnist1d-mlp"), config.get("user_tasks"))
+
+
+def validation_json(record: ValidationRecord) -> dict[str, Any]:
+    """A stored validation result as the JSON the CLI and validation.json show."""
+    r = record.result
+    return {
+        "round": record.round, "task": record.task, "steps": record.steps, "seeds": len(record.seeds),
+        "id": r.candidate_id, "formula": r.formula, "baseline": r.baseline is not None, "name": r.baseline,
+        "per_seed": list(r.per_seed), "mean": r.mean, "std": r.std, "p_value": r.p_value,
+        "beats_baseline": r.beats_baseline, "error": r.error,
+    }
+
+
+def ranking_note(rows: list[dict[str, Any]]) -> str:
+    """Which score orders `rows`, in words (the leaderboard's header line)."""
+    validated = sum(1 for row in rows if row["ranked_by"] == "validated")
+    metric = get_metric(rows[0].get("metric")) if rows else get_metric(None)
+    order = "" if metric.higher_is_better else ", lowest first"
+    if not validated:
+        return f"ranked by search score (mean validation {metric.name} over the training seeds{order})"
+    return (f"ranked by validated test score where validated ({validated} candidate"
+            f"{'s' if validated != 1 else ''}, listed first), else by search score")
 
 
 def _metrics_of(store: RunStore, candidate_id: int, task: str, steps: int) -> dict[str, Any]:
@@ -39,33 +65,38 @@ def _metrics_of(store: RunStore, candidate_id: int, task: str, steps: int) -> di
 
 
 def leaderboard_rows(store: RunStore, top: int = 10, pareto: bool = False) -> list[dict[str, Any]]:
-    """Best first. Score = mean validation accuracy over the training seeds of the main task;
-    std over those seeds; failed/rejected/non-finite never appear above a finite score."""
+    """Best first, in the store's one order (`afsearch.store.rank_key`): validated candidates by
+    their latest validated test score, then the others by search score = mean validation
+    accuracy over the training seeds of the main task; std over those seeds; failed/rejected/
+    non-finite never appear above a finite score. Each row's "ranked_by" says which score.
+    Scores are the raw values of the run's metric ("metric" in each row: accuracy, or a loss
+    ranked lowest first); "delta_to_best_baseline" is positive when better than the best
+    baseline, whatever the direction."""
     task, steps = main_task_and_steps(store)
-    entries = store.leaderboard(top=None, task=task, budget=steps)
-    baseline_scores = [e.mean for e in entries if e.candidate.origin == BASELINE and e.mean is not None]
-    best_baseline = max(baseline_scores) if baseline_scores else None
-    validation = load_validation(store) or {}
-    validated = {row["id"]: row for row in validation.get("rows", [])}
+    metric = run_metric(store)
+    entries = store.leaderboard(top=None, task=task, budget=steps, higher_is_better=metric.higher_is_better)
+    best_baseline = metric.best([e.mean for e in entries if e.candidate.origin == BASELINE and e.mean is not None])
     rows = []
     for entry in entries:
         if entry.mean is None or not math.isfinite(entry.mean):
             continue
         metrics = _metrics_of(store, entry.candidate.id, task, steps)
-        std = metrics.get("std_accuracy") if len(metrics.get("per_seed", [])) > 1 else entry.std
+        std = metrics.get(f"std_{metric.source}") if len(metrics.get("per_seed", [])) > 1 else entry.std
         cost = metrics.get("activation_cost")
         rows.append({
             "id": entry.candidate.id,
             "formula": entry.candidate.formula,
             "origin": entry.candidate.origin,
             "fingerprint": entry.candidate.fingerprint,
+            "metric": metric.name,
             "mean": entry.mean,
             "std": float(std) if isinstance(std, (int, float)) and math.isfinite(std) else None,
             "n": len(metrics.get("per_seed", [])) or entry.n,
             "activation_cost": cost if isinstance(cost, (int, float)) else None,
             "params": metrics.get("params"),
-            "delta_to_best_baseline": None if best_baseline is None else entry.mean - best_baseline,
-            "validation": validated.get(entry.candidate.id),
+            "delta_to_best_baseline": None if best_baseline is None else metric.delta(entry.mean, best_baseline),
+            "validation": None if entry.validated is None else validation_json(entry.validated),
+            "ranked_by": "validated" if entry.validated is not None else "search",
         })
     if pareto:
         rows = pareto_front(rows)
@@ -77,7 +108,8 @@ def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     cost are compared on accuracy alone."""
     def objectives(row: dict[str, Any]) -> tuple[float, float]:
         cost = row.get("activation_cost")
-        return row["mean"], -(cost if cost is not None and math.isfinite(cost) else math.inf)
+        score = get_metric(row.get("metric")).oriented(row["mean"])  # both maximised
+        return score, -(cost if cost is not None and math.isfinite(cost) else math.inf)
 
     front = []
     for row in rows:
@@ -115,13 +147,25 @@ def candidate_details(store: RunStore, candidate_id: int) -> dict[str, Any]:
             "id": ev.id, "task": ev.task, "seed": ev.seed, "budget": ev.budget, "status": ev.status,
             "stage": ev.stage, "reason": ev.reason, "score": ev.score, "cost_s": ev.cost_s, "worker": ev.worker,
             "per_seed": metrics.get("per_seed", []), "stages": metrics.get("stages", []),
+            "metric": metrics.get("metric", "accuracy"),
             "mean_accuracy": metrics.get("mean_accuracy"), "std_accuracy": metrics.get("std_accuracy"),
             "test_accuracy": metrics.get("test_accuracy"), "activation_cost": metrics.get("activation_cost"),
             "params": metrics.get("params"), "delta_to_best_baseline": metrics.get("delta_to_best_baseline"),
         })
-    validation = load_validation(store) or {}
-    info["validation"] = next((r for r in validation.get("rows", []) if r["id"] == candidate_id), None)
+    info["validations"] = [validation_json(v) for v in store.validations(candidate_id)]
+    info["validation"] = info["validations"][-1] if info["validations"] else None
+    info["parent_ids"] = _parent_ids(store, record.parents)
     return info
+
+
+def _parent_ids(store: RunStore, fingerprints: tuple[str, ...]) -> list[int | None]:
+    # the store records parents by fingerprint; a parent that never became a candidate of this
+    # run (e.g. a space member used only as a seed) has no id
+    ids = []
+    for fp in fingerprints:
+        parent = store.candidate_by_fingerprint(fp)
+        ids.append(None if parent is None else parent.id)
+    return ids
 
 
 def export_layer(record: CandidateRecord, out_dir: Path, name: str) -> Path:

@@ -16,12 +16,13 @@ the table passed in (usually the whole document): `require(doc, "limits.max_node
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from afsearch.errors import SpaceError
+from afsearch.errors import AfsearchError, SpaceError, shorten
 
 _MISSING = object()
 
@@ -35,16 +36,42 @@ _TYPE_NAMES = {
 }
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read and parse a TOML file; syntax errors name the file, line and column."""
+#: space and config files are a few kilobytes; anything bigger is refused before it is read
+MAX_FILE_BYTES = 1_000_000
+
+
+def read_toml(path: str | Path, error: type[AfsearchError], what: str,
+              max_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
+    """Read and parse a TOML file that a user hands us, raising `error` with one line: missing,
+    not a regular file (a FIFO or /dev/zero would block or never end), bigger than `max_bytes`
+    (checked with stat before reading), not UTF-8, or a syntax error (line and column)."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if not path.is_file():
+            problem = "it is not a regular file" if path.exists() else "it does not exist"
+            raise error(f"{path}: cannot read {what}: {problem}")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{path}: {what} is {size} bytes; the limit is {max_bytes}")
+        with path.open("rb") as fh:
+            raw = fh.read(max_bytes + 1)  # the file may have grown since the stat
     except OSError as err:
-        raise SpaceError(f"{path}: cannot read space file: {err.strerror or err}") from None
+        raise error(f"{path}: cannot read {what}: {err.strerror or err}") from None
+    if len(raw) > max_bytes:
+        raise error(f"{path}: {what} is more than {max_bytes} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: {what} is not UTF-8 text (bad byte at offset {err.start})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:  # the message ends "(at line L, column C)"
-        raise SpaceError(f"{path}: invalid TOML: {err}") from None
+        raise error(f"{path}: invalid TOML: {err}") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read and parse a space file; every problem is a one-line `SpaceError`."""
+    return read_toml(path, SpaceError, "space file")
 
 
 def space_error(file: str | Path, key: str, problem: str, allowed: Any = None) -> SpaceError:
@@ -132,15 +159,22 @@ def _check(value, key, type_, file, allowed, items, minimum) -> Any:
                 raise space_error(file, where, f"unknown value {_show(item)}", allowed)
     if minimum is not None and value < minimum:
         raise space_error(
-            file, key, f"{value} is below the minimum", f"{type_.__name__} >= {minimum}"
+            file, key, f"{shorten(value)} is below the minimum", f"{type_.__name__} >= {minimum}"
         )
     return value
 
 
 def _typed(value: Any, type_: type, key: str, file: str | Path) -> Any:
     if type_ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a 400-digit integer
+            raise space_error(file, key, f"{_show(value)} is too large", "a finite number") from None
     if isinstance(value, type_) and not (isinstance(value, bool) and type_ is not bool):
+        # TOML has nan and inf; no space setting means either, and each would only fail later
+        # (every proposal of a space with a nan initial value fails to train)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise space_error(file, key, f"{value} is not a finite number", "a finite number")
         return value
     raise space_error(
         file, key, f"expected {_TYPE_NAMES[type_]}, got {_show(value)}", _TYPE_NAMES[type_]
@@ -151,7 +185,7 @@ def _show(value: Any) -> str:
     kind = next(
         (name for t, name in _TYPE_NAMES.items() if isinstance(value, t)), type(value).__name__
     )
-    return f"{kind} {value!r}" if not isinstance(value, dict | list) else kind
+    return f"{kind} {shorten(value)}" if not isinstance(value, dict | list) else kind
 
 
 def _describe(allowed: Any) -> str:

@@ -7,6 +7,8 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,12 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Replace `path` with `data` so that readers see the old or the new content, never a mix.
 
     Writes a temp file in the same directory, fsyncs it, renames it over `path` and fsyncs the
-    directory, so a crash at any point leaves either the old file or the complete new one."""
+    directory, so a crash at any point leaves either the old file or the complete new one. The
+    file gets the mode a plain `open(path, "w")` would give it (0666 less the umask): mkstemp's
+    0600 would hide exports and run files from colleagues on shared storage."""
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
@@ -33,6 +37,44 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@contextmanager
+def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside `path` for writers that need a file name (`torch.jit.save`,
+    `torch.export.save`): renamed over `path` when the block succeeds, removed when it fails.
+    The file gets the same mode as with `write_atomic`."""
+    path = Path(path)
+    fd, tmp = _temp_beside(path)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    # ends in the target's suffix too: torch.export.save insists on ".pt2"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def _umask() -> int:
+    # Linux reports the umask in /proc; elsewhere it can only be read by setting it (and setting
+    # it straight back), which another thread creating a file at that instant could notice.
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

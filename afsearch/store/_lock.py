@@ -24,7 +24,13 @@ class RunLock:
 
     @classmethod
     def acquire(cls, path: Path, run_name: str) -> RunLock:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunStoreError(
+                f"cannot lock run {run_name!r} ({path}: {e.strerror}); driving or validating a run "
+                "writes to its directory, which must be writable"
+            ) from None
         try:
             for attempt in range(_ACQUIRE_TRIES):
                 try:
@@ -39,12 +45,17 @@ class RunLock:
                             f"(lock: {path})"
                         ) from None
                     time.sleep(_ACQUIRE_PAUSE_S)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except BaseException:
             os.close(fd)
             raise
         return cls(path, fd)
+
+    def claim(self) -> None:
+        """Write our pid into the lock file: done once the run has been opened, so a run that
+        is refused (say, a newer schema) keeps its lock file byte for byte."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
         if self._fd is not None:

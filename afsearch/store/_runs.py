@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from afsearch.errors import RunStoreError
-from afsearch.store._records import Counts, LeaderboardEntry
+from afsearch.store._records import BASELINE_ORIGIN, Counts, LeaderboardEntry
 from afsearch.store._store import DB_FILE, RunStore
 
 
@@ -17,7 +17,7 @@ class RunSummary:
     path: Path
     state: str  # running, interrupted, created, finished, stopped, or "unreadable"
     counts: Counts | None
-    best: LeaderboardEntry | None  # top of the leaderboard, if anything has a finite score
+    best: LeaderboardEntry | None  # best non-baseline candidate (`best_entry`), if any is scored
     error: str | None = None  # why the run is unreadable
 
 
@@ -42,14 +42,19 @@ def list_runs(runs_dir: str | os.PathLike[str] = "runs") -> list[RunSummary]:
     summaries = []
     for path in _run_dirs(Path(runs_dir)):
         try:
-            with RunStore.open(path, "ro") as store:
-                best = store.leaderboard(top=1)
+            with RunStore.open(path, "ro") as store, store.reading():
                 summaries.append(
-                    RunSummary(path.name, path, store.state, store.counts(), next(iter(best), None))
+                    RunSummary(path.name, path, store.state, store.counts(), best_entry(store))
                 )
         except RunStoreError as e:
             summaries.append(RunSummary(path.name, path, "unreadable", None, None, str(e)))
     return summaries
+
+
+def best_entry(store: RunStore) -> LeaderboardEntry | None:
+    """The run's best candidate in leaderboard order, baselines excluded (they are references
+    the search compares with, not its results)."""
+    return next((e for e in store.leaderboard(top=None) if e.candidate.origin != BASELINE_ORIGIN), None)
 
 
 def _run_dirs(runs_dir: Path) -> list[Path]:

@@ -13,6 +13,7 @@ as of its last commit. Read-only opens take no lock and work while a search is r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,11 +30,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from afsearch.errors import RunStoreError
+from afsearch.errors import AfsearchError, ExpressionError, RunStoreError
 from afsearch.store import _lock
 from afsearch.store._files import dumps_toml, write_atomic
 from afsearch.store._records import (
     DONE,
+    FAILED,
     FINISHED_STATUSES,
     QUEUED,
     REJECTED,
@@ -42,13 +44,19 @@ from afsearch.store._records import (
     Counts,
     EvaluationRecord,
     LeaderboardEntry,
+    ValidationRecord,
+    ValidationResult,
+    decode_json,
+    rank_key,
 )
 from afsearch.store._schema import (
     APPLICATION_ID,
+    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
     check_db_header,
     check_schema_version,
+    check_tables,
 )
 
 CONFIG_FILE = "config.toml"
@@ -77,6 +85,9 @@ class RunStore:
         self.config = config  # the parsed config.toml
         self._conn = conn
         self._lock = lock
+        # which file the connection writes: a search must notice when afsearch.db is deleted or
+        # replaced under it (SQLite would go on committing into the unlinked file; see `transaction`)
+        self._identity = _file_identity(path / DB_FILE) if mode == "rw" else None
 
     # ---- opening and closing -------------------------------------------------------------
 
@@ -140,6 +151,8 @@ class RunStore:
             if mode == "rw" and lock is None:
                 lock = _lock.RunLock.acquire(path / LOCK_FILE, path.name)
             conn = _connect(path / DB_FILE, mode)
+            if lock is not None:
+                lock.claim()
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -199,10 +212,24 @@ class RunStore:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._check_identity()
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    def _check_identity(self) -> None:
+        if _file_identity(self.db_path) != self._identity:
+            what = "deleted" if not self.db_path.exists() else "replaced by another file"
+            raise RunStoreError(
+                f"run {self.name!r}: {self.db_path} was {what} while this process was writing it, "
+                "so nothing more can be recorded; stopping (results committed after that point are "
+                "lost; restore the run from a backup or start a new run)"
+            )
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """`damage_guard` for this run: a block that reads and interprets its records."""
+        return damage_guard(self.name)
 
     def _require_rw(self) -> None:
         if self.mode != "rw":
@@ -247,13 +274,33 @@ class RunStore:
         ).fetchone()
         if row is None:
             raise KeyError(f"no candidate with id {candidate_id} in run {self.name!r}")
-        return CandidateRecord.from_row(row)
+        return CandidateRecord.from_row(row, self.name)
+
+    def record_proposal(self, key: int, candidate_id: int) -> None:
+        """Remember that the strategy's proposal `key` is this candidate (see `proposal_fingerprints`)."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO proposals (key, candidate_id) VALUES (?, ?)", (key, candidate_id)
+            )
+
+    def proposal_fingerprints(self, keys: Sequence[int]) -> list[str]:
+        """The fingerprints of the candidates that these proposal keys became, in order; keys
+        never recorded (invalid proposals, runs older than schema version 2) are left out."""
+        out = []
+        for key in keys:
+            row = self._conn.execute(
+                "SELECT c.fingerprint FROM proposals p JOIN candidates c ON c.id = p.candidate_id"
+                " WHERE p.key = ?", (key,),
+            ).fetchone()  # fmt: skip
+            if row is not None:
+                out.append(row[0])
+        return out
 
     def candidate_by_fingerprint(self, fingerprint: str) -> CandidateRecord | None:
         row = self._conn.execute(
             "SELECT * FROM candidates WHERE fingerprint = ?", (fingerprint,)
         ).fetchone()
-        return None if row is None else CandidateRecord.from_row(row)
+        return None if row is None else CandidateRecord.from_row(row, self.name)
 
     # ---- evaluations -----------------------------------------------------------------------
 
@@ -266,11 +313,13 @@ class RunStore:
             )
             return int(cur.lastrowid or 0)
 
-    def mark_running(self, eval_id: int, worker: str) -> None:
+    def mark_running(self, eval_id: int, worker: str | None) -> None:
+        """The evaluation is handed to a worker (None: not known yet; a known one is kept)."""
         with self.transaction():
             self._update_unfinished(
                 eval_id,
-                "UPDATE evaluations SET status = ?, worker = ?, started_at = ?"
+                "UPDATE evaluations SET status = ?, worker = COALESCE(?, worker),"
+                " started_at = COALESCE(started_at, ?)"
                 " WHERE id = ? AND status IN (?, ?)",
                 (RUNNING, worker, time.time(), eval_id, QUEUED, RUNNING),
             )
@@ -315,25 +364,25 @@ class RunStore:
         row = self._conn.execute("SELECT * FROM evaluations WHERE id = ?", (eval_id,)).fetchone()
         if row is None:
             raise KeyError(f"no evaluation with id {eval_id} in run {self.name!r}")
-        return EvaluationRecord.from_row(row)
+        return EvaluationRecord.from_row(row, self.name)
 
     def evaluations_for(self, candidate_id: int) -> list[EvaluationRecord]:
         rows = self._conn.execute(
             "SELECT * FROM evaluations WHERE candidate_id = ? ORDER BY id", (candidate_id,)
         )
-        return [EvaluationRecord.from_row(r) for r in rows]
+        return [EvaluationRecord.from_row(r, self.name) for r in rows]
 
     def evaluations(self) -> list[EvaluationRecord]:
         """Every evaluation of the run, oldest first."""
         rows = self._conn.execute("SELECT * FROM evaluations ORDER BY id")
-        return [EvaluationRecord.from_row(r) for r in rows]
+        return [EvaluationRecord.from_row(r, self.name) for r in rows]
 
     def in_flight(self) -> list[EvaluationRecord]:
         """Queued or running evaluations: the work a resumed search must dispatch again."""
         rows = self._conn.execute(
             "SELECT * FROM evaluations WHERE status IN (?, ?) ORDER BY id", (QUEUED, RUNNING)
         )
-        return [EvaluationRecord.from_row(r) for r in rows]
+        return [EvaluationRecord.from_row(r, self.name) for r in rows]
 
     def requeue_in_flight(self) -> list[EvaluationRecord]:
         """On resume: put evaluations left "running" by a dead process back to "queued"; returns
@@ -357,7 +406,7 @@ class RunStore:
             " AND e.status IN (?, ?) ORDER BY e.id DESC LIMIT 1",
             (fingerprint, task, seed, budget, DONE, REJECTED),
         ).fetchone()
-        return None if row is None else EvaluationRecord.from_row(row)
+        return None if row is None else EvaluationRecord.from_row(row, self.name)
 
     # ---- strategy state --------------------------------------------------------------------
 
@@ -379,7 +428,51 @@ class RunStore:
         row = self._conn.execute(
             "SELECT step, state_json FROM strategy_state ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        return None if row is None else (row[0], json.loads(row[1]))
+        if row is None:
+            return None
+        return row[0], decode_json(row[1], "state_json", (self.name, "strategy_state", row[0]), dict)
+
+    # ---- validation ------------------------------------------------------------------------
+
+    def add_validation_round(
+        self, task: str, steps: int, seeds: Sequence[int], results: Sequence[ValidationResult]
+    ) -> int:
+        """Record one validation round (all its results together); returns its round number.
+        Earlier rounds are kept: validating again adds evidence, it does not replace it."""
+        now = time.time()
+        with self.transaction():
+            (last,) = self._conn.execute("SELECT COALESCE(MAX(round), 0) FROM validations").fetchone()
+            number = int(last) + 1
+            self._conn.executemany(
+                "INSERT INTO validations (round, candidate_id, formula, baseline, task, steps,"
+                " seeds_json, per_seed_json, mean, std, p_value, beats_baseline, error, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        number, r.candidate_id, r.formula, r.baseline, task, steps,
+                        json.dumps(list(seeds)), json.dumps(list(r.per_seed)), _finite(r.mean),
+                        _finite(r.std), _finite(r.p_value), int(r.beats_baseline), r.error, now,
+                    )
+                    for r in results
+                ],
+            )  # fmt: skip
+        return number
+
+    def validations(self, candidate_id: int | None = None) -> list[ValidationRecord]:
+        """Every stored validation result, oldest round first (one candidate's, if given)."""
+        if not self._has_table("validations"):  # a version-1 run opened read-only
+            return []
+        sql, params = "SELECT * FROM validations", ()
+        if candidate_id is not None:
+            sql, params = sql + " WHERE candidate_id = ?", (candidate_id,)
+        rows = self._conn.execute(sql + " ORDER BY round, id", params)
+        return [ValidationRecord.from_row(r) for r in rows]
+
+    def _has_table(self, name: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
 
     # ---- run state and log -----------------------------------------------------------------
 
@@ -416,14 +509,27 @@ class RunStore:
         by_status.update(
             self._conn.execute("SELECT status, COUNT(*) FROM evaluations GROUP BY status")
         )
-        by_stage = dict(
-            self._conn.execute(
-                "SELECT COALESCE(stage, '?'), COUNT(*) FROM evaluations"
-                " WHERE status IN ('rejected', 'failed') GROUP BY 1 ORDER BY 2 DESC"
-            ).fetchall()
-        )
+        by_stage: dict[str, dict[str, int]] = {REJECTED: {}, FAILED: {}}
+        for status, stage, count in self._conn.execute(
+            "SELECT status, COALESCE(stage, '?'), COUNT(*) FROM evaluations"
+            " WHERE status IN (?, ?) GROUP BY 1, 2 ORDER BY 3 DESC", (REJECTED, FAILED)
+        ):  # fmt: skip
+            by_stage[status][stage] = count
         (n,) = self._conn.execute("SELECT COUNT(*) FROM candidates").fetchone()
-        return Counts(candidates=n, by_status=by_status, rejected_by_stage=by_stage)
+        return Counts(candidates=n, by_status=by_status, rejected_by_stage=by_stage[REJECTED],
+                      failed_by_stage=by_stage[FAILED])
+
+    @property
+    def metric_higher_is_better(self) -> bool:
+        """The direction of the main task's metric, from config.toml: built-in tasks score
+        accuracy; a user task's metric is recorded under user_tasks (never imported here)."""
+        from afsearch.search.config import task_metric
+
+        config = self.config
+        try:
+            return task_metric(str(config.get("task", "")), config.get("user_tasks")).higher_is_better
+        except AfsearchError:  # a hand-edited config naming a metric this afsearch lacks
+            return True
 
     def leaderboard(
         self,
@@ -431,8 +537,12 @@ class RunStore:
         task: str | None = None,
         budget: int | None = None,
         include_unscored: bool = False,
+        higher_is_better: bool | None = None,
     ) -> list[LeaderboardEntry]:
-        """Best candidates per (task, budget), by mean finite score over seeds, highest first.
+        """Best candidates per (task, budget), ordered by `rank_key`: validated candidates first
+        by their latest validated score on that task, then the rest by mean finite search score
+        over seeds; `higher_is_better` is the direction of the task's metric (False: a loss;
+        None: the direction of the run's main task, recorded in config.toml).
 
         Rejected, failed, NaN, infinite and missing scores never enter a mean and never rank above
         a finite one; with include_unscored, candidates without any finite score are listed last."""
@@ -454,6 +564,10 @@ class RunStore:
                 scores.append(score)
             else:
                 unscored.append(None)
+        latest: dict[tuple[int, str], ValidationRecord] = {}
+        for record in self.validations():  # oldest first: later rounds overwrite earlier ones
+            if record.result.candidate_id is not None and record.result.mean is not None:
+                latest[(record.result.candidate_id, record.task)] = record
         entries = []
         for (cid, task_, budget_), (scores, unscored) in groups.items():
             if not scores and not include_unscored:
@@ -467,17 +581,43 @@ class RunStore:
                     std=statistics.stdev(scores) if len(scores) > 1 else None,
                     n=len(scores),
                     n_unscored=len(unscored),
+                    validated=latest.get((cid, task_)),
                 )
             )
-        entries.sort(key=_rank_key)
+        if higher_is_better is None:
+            higher_is_better = self.metric_higher_is_better
+        entries.sort(key=lambda e: rank_key(e.mean, e.validated_mean, e.candidate.id, higher_is_better))
         return entries if top is None else entries[:top]
 
 
-def _rank_key(entry: LeaderboardEntry) -> tuple[int, float, int]:
-    # NaN-aware: anything without a finite mean sorts after every finite one.
-    if entry.mean is None or not math.isfinite(entry.mean):
-        return (1, 0.0, entry.candidate.id)
-    return (0, -entry.mean, entry.candidate.id)
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+@contextmanager
+def damage_guard(run: str) -> Iterator[None]:
+    """A block that reads and interprets a run's records (a report, a resume). Records are
+    checked where they are decoded (`decode_json`), but a value of the right JSON type can still
+    be wrong deeper down (a damaged or hand-edited database): the reader's KeyError, TypeError,
+    ... escaping the block is reported as damage in the run, on one line that names it (so is
+    an ExpressionError: a formula the run stored that does not parse)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError,
+            ExpressionError) as e:
+        raise RunStoreError(
+            f"run {run!r} is damaged: its records are not as afsearch writes them "
+            f"({type(e).__name__}: {str(e)[:120]}); restore the run from a backup or start a "
+            "new run"
+        ) from e
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _afsearch_version() -> str:
@@ -514,6 +654,11 @@ def _init_db(db: Path) -> None:
 
 def _connect(db: Path, mode: str) -> sqlite3.Connection:
     uri = f"file:{quote(str(db.absolute()))}?mode={mode}"
+    if mode == "ro" and not os.access(db.parent, os.W_OK) and not _wal(db).exists():
+        # A read-only run directory: SQLite cannot create the -shm file a WAL database needs
+        # and would fail to open. No -wal beside it means every commit is in the file itself
+        # and no writer is active (one would need the directory), so read it as immutable.
+        uri += "&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
     except sqlite3.Error as e:
@@ -528,8 +673,9 @@ def _connect(db: Path, mode: str) -> sqlite3.Connection:
             )
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         check_schema_version(db, version)
+        check_tables(conn, db, version)
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("app") != "afsearch" or meta.get("schema_version") != str(SCHEMA_VERSION):
+        if meta.get("app") != "afsearch" or meta.get("schema_version") != str(version):
             raise RunStoreError(
                 f"{db} has inconsistent metadata (app {meta.get('app')!r}, schema version "
                 f"{meta.get('schema_version')!r}); restore the run from a backup or start a new run"
@@ -540,6 +686,14 @@ def _connect(db: Path, mode: str) -> sqlite3.Connection:
             # last commits but never corrupts the file.
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            if version < SCHEMA_VERSION:
+                _migrate(conn, version)
+    except sqlite3.OperationalError as e:  # cannot open or lock: not a sign of corruption
+        conn.close()
+        raise RunStoreError(
+            f"cannot read {db} ({e}); check that the run directory and its files are readable, "
+            f"and writable where {_wal(db).name} is present (SQLite needs its -shm file)"
+        ) from None
     except sqlite3.DatabaseError as e:
         conn.close()
         raise RunStoreError(
@@ -549,6 +703,27 @@ def _connect(db: Path, mode: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _wal(db: Path) -> Path:
+    return db.with_name(db.name + "-wal")
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring an older run's database to SCHEMA_VERSION in one transaction (all or nothing).
+    Read-only opens leave an older run as it is; its readers see what that version holds."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -26,19 +26,25 @@ search proposes exactly what an uninterrupted one would. With ``storage`` (e.g.
 "sqlite:///runs/x/optuna.db") the study lives in that database and is reloaded by
 ``study_name``; trials that a crash left running, asked after the restored snapshot, are taken
 over by the next asks (they were sampled from the same seed and history, so the run continues
-exactly; one without parameters is marked FAIL). Without storage (in memory) `state()` carries the trial history (no pickles: CMA-ES's
-pickled optimizer is left out, so an in-memory CMA-ES resumes with a fresh optimizer, not
-identically; give it a storage to resume exactly)."""
+exactly; one without parameters is marked FAIL). Without storage (in memory) `state()` carries the trial history.
+
+Nothing is pickled into a study or unpickled from one: CMA-ES uses `ReplayCmaEsSampler`, which
+rebuilds its optimizer from the trials instead of Optuna's pickled copy (a study in a run
+directory is untrusted input), so it resumes exactly with or without a storage."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import random
 from collections.abc import Iterator
 from typing import Any
 
+import cmaes
+import numpy as np
 import optuna
+from optuna._transform import _SearchSpaceTransform  # the transform Optuna's CMA-ES uses
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -278,11 +284,143 @@ class CmaEsStrategy(OptunaStrategy):
             raise ConfigError(f"strategy 'cmaes' needs continuous parameters; space {self.space.name!r} "
                               "has none (use tpe, evolution or random)")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._replay_memo = _ReplayMemo()  # before the base class makes the first sampler
+        super().__init__(*args, **kwargs)
+
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=self.n_startup_trials, warn_independent_sampling=False,
-            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-        )
+        return ReplayCmaEsSampler(seed=seed, n_startup_trials=self.n_startup_trials,
+                                  memo=self._replay_memo)
+
+
+class ReplayCmaEsSampler(optuna.samplers.CmaEsSampler):
+    """Optuna's CMA-ES, except that the optimizer is never pickled into the study nor unpickled
+    from it: Optuna's own sampler keeps it as a pickle in trial system attributes, so a crafted
+    optuna.db in a run directory would run code on `resume`. Before each ask the optimizer is
+    rebuilt by replaying the study's COMPLETE trials generation by generation (each trial carries
+    the generation it was asked in, "cma:generation", as Optuna writes it). The trials told for a
+    generation are recorded as a JSON list ("afsearch:cma:told:G") on the trial whose ask told
+    them, so trials finishing out of order later cannot rewrite the optimizer's history; a study
+    written by Optuna's sampler (no such lists) replays with Optuna's rule, the first
+    population-size complete trials of each generation by number.
+
+    Plain CMA only (no margin, separable or warm-start variants). `memo` carries the last
+    replayed optimizer from one ask to the next: afsearch installs a fresh sampler per ask, and
+    replaying the whole history every time costs O(generations) per ask."""
+
+    def __init__(self, *, seed: int, n_startup_trials: int, memo: _ReplayMemo | None = None) -> None:
+        super().__init__(seed=seed, n_startup_trials=n_startup_trials, warn_independent_sampling=False,
+                         independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+        self._memo = memo or _ReplayMemo()
+
+    def _restore_optimizer(self, completed_trials: list[FrozenTrial]) -> None:
+        # Optuna's unpickling path: nothing in this class calls it; keep it dead for good.
+        return None
+
+    def _split_optimizer_str(self, optimizer_str: str) -> dict[str, str]:
+        # Optuna's pickling path (what it would write to the study): write nothing.
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        self._raise_error_if_multi_objective(study)
+        if not search_space:
+            return {}
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(completed) < self._n_startup_trials:
+            return {}
+        trans = _SearchSpaceTransform(search_space, transform_step=True, transform_0_1=True)
+        optimizer, unrecorded = self._replay(study, completed, trans)
+        for generation, numbers in unrecorded:
+            study._storage.set_trial_system_attr(trial._trial_id, f"{_TOLD_KEY}{generation}", numbers)
+        if not any(k.startswith((_TOLD_KEY, "cma:optimizer")) for t in completed for k in t.system_attrs):
+            # Optuna's sampler starts a new optimizer when no complete trial carries one, and
+            # draws its seed here: draw it too, so that the asks are Optuna's own (the seed
+            # itself is unused, every ask reseeds below). Attribute names are only compared.
+            self._cma_rng.rng.randint(1, 2**31 - 2)
+        # Optuna's per-trial reseed, so a sampler seeded alike asks alike.
+        optimizer.reseed_rng(self._cma_rng.rng.randint(1, 2**16) + trial.number)
+        x = optimizer.ask()
+        study._storage.set_trial_system_attr(trial._trial_id, _GENERATION_KEY, optimizer.generation)
+        return trans.untransform(x)
+
+    def _replay(self, study: optuna.Study, completed: list[FrozenTrial], trans: _SearchSpaceTransform,
+                ) -> tuple[cmaes.CMA, list[tuple[int, list[int]]]]:
+        """The optimizer after every generation that has its trials, and the generations told
+        here for the first time (to be recorded)."""
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+        recorded: dict[int, Any] = {}
+        for t in study.get_trials(deepcopy=False):  # a record sits on the trial whose ask told it
+            for name, value in t.system_attrs.items():
+                if name.startswith(_TOLD_KEY) and _is_number(name[len(_TOLD_KEY):]):
+                    recorded.setdefault(int(name[len(_TOLD_KEY):]), value)
+        points = {t.number: (x, sign * float(t.value)) for t in completed
+                  if (x := _point(trans, t)) is not None}
+        generation_of = {t.number: t.system_attrs.get(_GENERATION_KEY) for t in completed}
+        key = (study._study_id, trans.bounds.tobytes())
+        optimizer, history = self._memo.start(key, recorded)
+        if optimizer is None:
+            lower, upper = trans.bounds[:, 0], trans.bounds[:, 1]
+            optimizer = cmaes.CMA(mean=lower + (upper - lower) / 2,
+                                  sigma=max(float(np.min((upper - lower) / 6)), 1e-10),
+                                  bounds=trans.bounds, seed=0, n_max_resampling=10 * len(lower))
+        unrecorded = []
+        while True:
+            g, size = optimizer.generation, optimizer.population_size
+            ours = sorted(n for n in points if generation_of[n] == g)
+            record = recorded.get(g)
+            if isinstance(record, list) and len(set(record)) == len(record) == size and all(
+                    type(n) is int and n in ours for n in record):
+                members = record
+            elif len(ours) >= size:
+                members = ours[:size]
+            else:
+                break
+            optimizer.tell([points[n] for n in members])
+            history.append(list(members))
+            if record != members:
+                unrecorded.append((g, list(members)))
+        self._memo.keep(key, optimizer, history)
+        return optimizer, unrecorded
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _point(trans: _SearchSpaceTransform, trial: FrozenTrial) -> np.ndarray | None:
+    """A complete trial's parameters in CMA-ES coordinates, or None when they cannot be told
+    (another search space, a missing or non-finite value: the study is untrusted input)."""
+    if trial.value is None or not math.isfinite(trial.value):
+        return None
+    try:
+        x = trans.transform(trial.params)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return x if np.all(np.isfinite(x)) and np.all(np.abs(x) <= 1.0 + 1e-9) else None
+
+
+_GENERATION_KEY = "cma:generation"  # Optuna's own key, so studies it wrote replay too
+_TOLD_KEY = "afsearch:cma:told:"
+
+
+class _ReplayMemo:
+    """The last replayed CMA-ES optimizer of one strategy, with the trial numbers told per
+    generation; reused when the study's history still starts with that history."""
+
+    def __init__(self) -> None:
+        self._key: Any = None
+        self._optimizer: cmaes.CMA | None = None
+        self._history: list[list[int]] = []
+
+    def start(self, key: Any, recorded: dict[int, Any]) -> tuple[cmaes.CMA | None, list[list[int]]]:
+        if self._optimizer is None or key != self._key or any(
+                recorded.get(g) != numbers for g, numbers in enumerate(self._history)):
+            return None, []
+        return copy.deepcopy(self._optimizer), [list(n) for n in self._history]
+
+    def keep(self, key: Any, optimizer: cmaes.CMA, history: list[list[int]]) -> None:
+        self._key, self._optimizer, self._history = key, copy.deepcopy(optimizer), history
 
 
 # -- trial history as JSON (in-memory studies) ------------------------------------------------
