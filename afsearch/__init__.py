@@ -10,7 +10,8 @@ from afsearch.candidate import Candidate
 from afsearch.compile import compile_activation
 from afsearch.compile.export import export_activation
 from afsearch.errors import AfsearchError
-from afsearch.expr import canonical_form, fingerprint, parse, screen
+from afsearch.evaluate.screen import screen
+from afsearch.expr import canonical_form, fingerprint, parse
 from afsearch.reference import REFERENCES, get_reference
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ LAYER = "layer"
 @dataclass(frozen=True)
 class Candidate:
     """kind "activation": spec is a formula in the expression language (see afsearch.expr).
-    kind "layer": spec is the JSON of an EvoNorm-style layer graph (see afsearch.spaces.evonorm)."""
+    kind "layer": spec is the JSON of an EvoNorm-style layer graph (see afsearch.layers)."""
 
     kind: str
     spec: str
@@ -44,7 +44,7 @@ class Candidate:
     def fingerprint(self) -> str:
         """Functional fingerprint: equal fingerprints are trained once (see afsearch.expr)."""
         if self.kind == LAYER:
-            from afsearch.spaces.evonorm import LayerGraph
+            from afsearch.layers import LayerGraph
 
             return "L" + LayerGraph.from_json(json.loads(self.spec)).fingerprint()
         from afsearch.expr import fingerprint, parse
@@ -54,7 +54,7 @@ class Candidate:
     def describe(self, canonical_timeout_s: float = 0.2) -> tuple[str, str]:
         """(readable formula, canonical form) for the store and the leaderboard."""
         if self.kind == LAYER:
-            from afsearch.spaces.evonorm import LayerGraph
+            from afsearch.layers import LayerGraph
 
             formula = LayerGraph.from_json(json.loads(self.spec)).formula()
             return formula, formula
@@ -76,7 +76,7 @@ class Candidate:
         """channels -> a fresh module replacing one BatchNorm+activation pair (NCHW)."""
         if self.kind != LAYER:
             raise TypeError(f"candidate of kind {self.kind!r} is not a layer graph")
-        from afsearch.spaces.evonorm import LayerGraph
+        from afsearch.layers import LayerGraph
 
         graph = LayerGraph.from_json(json.loads(self.spec))
         return graph.build

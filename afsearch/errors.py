@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 
 class AfsearchError(Exception):
     """Base class for every error caused by user input (formulas, configs, paths, arguments)."""
@@ -38,3 +41,21 @@ def shorten(value: object, limit: int = 60) -> str:
     if len(text) <= limit:
         return text
     return f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
+def space_error(file: str | Path, key: str, problem: str, allowed: Any = None) -> SpaceError:
+    """The one message format of malformed space files and genotypes,
+    ``<file>: key '<key>': <problem>; allowed: <values>``; `allowed` is a description or a
+    collection of values."""
+    message = f"{file}: key '{key}': {problem}"
+    if allowed is not None:
+        message += f"; allowed: {describe_allowed(allowed)}"
+    return SpaceError(message)
+
+
+def describe_allowed(allowed: Any) -> str:
+    if isinstance(allowed, str):
+        return allowed
+    if isinstance(allowed, set | frozenset):
+        allowed = sorted(allowed)
+    return ", ".join(str(v) for v in allowed)

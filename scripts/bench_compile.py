@@ -21,7 +21,8 @@ import torch
 
 from afsearch.compile import CompileCache, CompiledActivation
 from afsearch.compile.fused import fused_status, to_program
-from afsearch.expr import BINARY, UNARY, Expr, screen, to_string
+from afsearch.evaluate.screen import screen
+from afsearch.expr import BINARY, UNARY, Expr, to_string
 
 
 def random_formula(rng: random.Random, depth: int) -> Expr:

@@ -126,7 +126,7 @@ def main() -> None:
     ladder = LadderConfig(quality_ratio=args.ratio)
     gate_step = ladder.gate_step(budget)
     if args.speed_only:
-        from afsearch.expr import screen
+        from afsearch.evaluate.screen import screen
 
         throughput([f for f in formulas if screen(parse(f)).passed][: args.speed_n], task, budget, args.pack)
         return

@@ -70,9 +70,10 @@ import numpy as np
 from afsearch.candidate import Candidate
 from afsearch.errors import AfsearchError
 from afsearch.evaluate import get_task
+from afsearch.evaluate.screen import screen
 from afsearch.evaluate.tasks import STUDENT_MODES
 from afsearch.evaluate.trainer import measure, refit_readout
-from afsearch.expr import evaluate_numpy, fingerprint, parse, probe_points, screen
+from afsearch.expr import evaluate_numpy, fingerprint, parse, probe_points
 from afsearch.search.config import SearchConfig
 from afsearch.search.engine import MAX_PROPOSALS_PER_EVAL, Search
 from afsearch.search.seeding import derive_seed

@@ -34,7 +34,7 @@ def section(title: str) -> None:
 
 def compiled_vs_eager(device: str, n: int) -> None:
     from afsearch.compile import compile_activation
-    from afsearch.expr import screen
+    from afsearch.evaluate.screen import screen
     from scripts.bench_compile import sample_formulas
 
     section(f"compiled vs eager, forward+backward on 1M elements ({device})")

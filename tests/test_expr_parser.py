@@ -103,7 +103,8 @@ def test_flat_chains_count_as_one_nesting_level(op):
 
     from afsearch.candidate import Candidate
     from afsearch.compile.fused import to_program
-    from afsearch.expr import canonical_form, screen, to_latex
+    from afsearch.evaluate.screen import screen
+    from afsearch.expr import canonical_form, to_latex
 
     assert parse(op.join(["x"] * 48)).depth == 48
     deepest = "sin(" * (MAX_DEPTH - 2) + op.join(["x"] * 170) + ")" * (MAX_DEPTH - 2)

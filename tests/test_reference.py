@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from afsearch.compile import compile_activation
 from afsearch.errors import ExpressionError
-from afsearch.expr import screen
+from afsearch.evaluate.screen import screen
 from afsearch.reference import REFERENCES, get_reference
 
 # Oracles from torch.nn.functional. The dense grid has an even number of points, so it avoids

@@ -12,7 +12,7 @@ import keyword
 from afsearch.cli import bounded_int
 from afsearch.compile.export import FORMATS, class_name_for, export_activation, parse_formats
 from afsearch.errors import ConfigError, shorten
-from afsearch.expr import canonical_form, fingerprint, parse, screen, to_latex, to_string
+from afsearch.expr import canonical_form, fingerprint, parse, to_latex, to_string
 from afsearch.expr.tree import Expr
 from afsearch.reference import get_reference
 
@@ -34,6 +34,8 @@ def formula_from_args(args: argparse.Namespace) -> tuple[Expr, str]:
 
 
 def describe_formula(expr: Expr) -> dict[str, object]:
+    from afsearch.evaluate.screen import screen
+
     verdict = screen(expr)
     canon = canonical_form(expr)
     return {

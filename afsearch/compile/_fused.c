@@ -67,6 +67,12 @@ AFS_SIMD double pow(double, double);
 #define AFS_ABI 2
 /* 256 floats = 1 KiB per register: values and adjoints of a typical 10-30 instruction
  * program stay inside a 48 KiB L1 data cache. */
+/* the numeric guards of afsearch.expr.primitives (EPS, EXP_CLAMP): fused.py passes them with -D,
+ * so the kernel and the torch templates share one definition */
+#if !defined(AFS_EPS) || !defined(AFS_EXP_CLAMP)
+#error "compile with -DAFS_EPS=... -DAFS_EXP_CLAMP=... (see afsearch/compile/fused.py)"
+#endif
+
 #ifndef BLOCK
 #define BLOCK 256
 #endif
@@ -81,7 +87,7 @@ AFS_SIMD double pow(double, double);
     X(COSH) X(TANH) X(ASINH) X(ATAN) X(SINC) X(RELU) X(SIGMOID) X(SOFTPLUS) X(GAUSS)    \
     X(ERF) X(ERFC) X(RDIV) X(EXPM1) X(LOG_SIGMOID) X(ELU) X(SILU) X(SOFTSIGN)           \
     X(HARD_SIGMOID) X(MISH) X(GELU) X(LEAKY_RELU) X(CLAMP) X(HARDSWISH) X(ADD) X(SUB)   \
-    X(MUL) X(DIV) X(MAX) X(MIN) X(POW) X(POWC)
+    X(MUL) X(DIV) X(MAX) X(MIN) X(POW) X(POWC) X(SLOG) X(SSQRT)
 
 #define AFS_ENUM(name) OP_##name,
 #define AFS_NAME(name) #name,
@@ -127,8 +133,10 @@ const char *afs_op_name(int op) { return (op >= 0 && op < OP_COUNT) ? op_names[o
     } while (0)
 
 static inline float sgnf(float a) { return (a > 0.f ? 1.f : 0.f) - (a < 0.f ? 1.f : 0.f); }
-/* the protected denominator of div/recip: where(|b| < 1e-7, where(b < 0, -1e-7, 1e-7), b) */
-static inline float protf(float b) { return fabsf(b) < 1e-7f ? (b < 0.f ? -1e-7f : 1e-7f) : b; }
+/* torch.sign: as sgnf, but NaN stays NaN */
+static inline float signf_t(float a) { return a != a ? a : sgnf(a); }
+/* the protected denominator of div/recip: where(|b| < eps, where(b < 0, -eps, eps), b) */
+static inline float protf(float b) { return fabsf(b) < AFS_EPS ? (b < 0.f ? -AFS_EPS : AFS_EPS) : b; }
 /* torch.clamp: NaN passes through; either bound may be +-inf (absent) */
 static inline float clampf(float a, float lo, float hi) { return a < lo ? lo : (a > hi ? hi : a); }
 /* torch.maximum / torch.minimum propagate NaN from either side */
@@ -182,13 +190,13 @@ static void fwd_op(int op, float *restrict o, const float *restrict a, const flo
     case OP_ABS: LOOP { o[k] = fabsf(a[k]); } break;
     case OP_SQUARE: LOOP { o[k] = a[k] * a[k]; } break;
     case OP_CUBE: LOOP { float t = a[k] * a[k]; o[k] = t * a[k]; } break;
-    case OP_SQRT: LOOP { o[k] = sqrtf(fabsf(a[k]) + 1e-7f); } break;
-    case OP_LOG: LOOP { o[k] = M_LOG(fabsf(a[k]) + 1e-7f); } break;
-    case OP_EXP: LOOP { o[k] = M_EXP(clampf(a[k], -INFINITY, 80.f)); } break;
+    case OP_SQRT: LOOP { o[k] = sqrtf(fabsf(a[k]) + AFS_EPS); } break;
+    case OP_LOG: LOOP { o[k] = M_LOG(fabsf(a[k]) + AFS_EPS); } break;
+    case OP_EXP: LOOP { o[k] = M_EXP(clampf(a[k], -INFINITY, AFS_EXP_CLAMP)); } break;
     case OP_SIN: LOOP { o[k] = M_SIN(a[k]); } break;
     case OP_COS: LOOP { o[k] = M_COS(a[k]); } break;
-    case OP_SINH: LOOP { o[k] = M_SINH(clampf(a[k], -80.f, 80.f)); } break;
-    case OP_COSH: LOOP { o[k] = M_COSH(clampf(a[k], -80.f, 80.f)); } break;
+    case OP_SINH: LOOP { o[k] = M_SINH(clampf(a[k], -AFS_EXP_CLAMP, AFS_EXP_CLAMP)); } break;
+    case OP_COSH: LOOP { o[k] = M_COSH(clampf(a[k], -AFS_EXP_CLAMP, AFS_EXP_CLAMP)); } break;
     case OP_TANH: LOOP { o[k] = M_TANH(a[k]); } break;
     case OP_ASINH: LOOP { o[k] = M_ASINH(a[k]); } break;
     case OP_ATAN: LOOP { o[k] = M_ATAN(a[k]); } break;
@@ -203,7 +211,7 @@ static void fwd_op(int op, float *restrict o, const float *restrict a, const flo
     case OP_ERF: LOOP { o[k] = M_ERF(a[k]); } break;
     case OP_ERFC: LOOP { o[k] = M_ERFC(a[k]); } break;
     case OP_RDIV: LOOP { float r = 1.f / protf(a[k]); o[k] = r * c0; } break;
-    case OP_EXPM1: LOOP { o[k] = M_EXPM1(clampf(a[k], -INFINITY, 80.f)); } break;
+    case OP_EXPM1: LOOP { o[k] = M_EXPM1(clampf(a[k], -INFINITY, AFS_EXP_CLAMP)); } break;
     case OP_LOG_SIGMOID: LOOP {
         /* torch: minimum(x, 0) - log1p(exp(-|x|)) */
         float x = a[k]; o[k] = nanminf(x, 0.f) - M_LOG1P(V_EXP(-fabsf(x)));
@@ -235,8 +243,10 @@ static void fwd_op(int op, float *restrict o, const float *restrict a, const flo
     case OP_DIV: LOOP { o[k] = a[k] / protf(b[k]); } break;
     case OP_MAX: LOOP { o[k] = nanmaxf(a[k], b[k]); } break;
     case OP_MIN: LOOP { o[k] = nanminf(a[k], b[k]); } break;
-    case OP_POW: LOOP { o[k] = M_POW(fabsf(a[k]) + 1e-7f, b[k]); } break;
-    case OP_POWC: LOOP { o[k] = M_POW(fabsf(a[k]) + 1e-7f, c0); } break;
+    case OP_POW: LOOP { o[k] = M_POW(fabsf(a[k]) + AFS_EPS, b[k]); } break;
+    case OP_POWC: LOOP { o[k] = M_POW(fabsf(a[k]) + AFS_EPS, c0); } break;
+    case OP_SLOG: LOOP { o[k] = signf_t(a[k]) * M_LOG(fabsf(a[k]) + AFS_EPS); } break;
+    case OP_SSQRT: LOOP { o[k] = signf_t(a[k]) * sqrtf(fabsf(a[k]) + AFS_EPS); } break;
     default: break;
     }
 }
@@ -256,15 +266,15 @@ static void bwd_op(int op, int ma, int mb, const float *restrict G, const float 
         PUT(ma, Aa, G[k] * (a[k] * a[k]) + ((G[k] * a[k]) * a[k] + (G[k] * a[k]) * a[k]));
         break;
     case OP_SQRT: PUT(ma, Aa, (G[k] / (2.f * y[k])) * sgnf(a[k])); break;
-    case OP_LOG: PUT(ma, Aa, (G[k] / (fabsf(a[k]) + 1e-7f)) * sgnf(a[k])); break;
-    case OP_EXP: PUT(ma, Aa, a[k] <= 80.f ? G[k] * y[k] : 0.f); break;   /* clamp: where */
+    case OP_LOG: PUT(ma, Aa, (G[k] / (fabsf(a[k]) + AFS_EPS)) * sgnf(a[k])); break;
+    case OP_EXP: PUT(ma, Aa, a[k] <= AFS_EXP_CLAMP ? G[k] * y[k] : 0.f); break;   /* clamp: where */
     case OP_SIN: PUT(ma, Aa, G[k] * M_COS(a[k])); break;
     case OP_COS: PUT(ma, Aa, G[k] * -M_SIN(a[k])); break;
     case OP_SINH:
-        PUT(ma, Aa, (a[k] >= -80.f && a[k] <= 80.f) ? G[k] * M_COSH(clampf(a[k], -80.f, 80.f)) : 0.f);
+        PUT(ma, Aa, (a[k] >= -AFS_EXP_CLAMP && a[k] <= AFS_EXP_CLAMP) ? G[k] * M_COSH(clampf(a[k], -AFS_EXP_CLAMP, AFS_EXP_CLAMP)) : 0.f);
         break;
     case OP_COSH:
-        PUT(ma, Aa, (a[k] >= -80.f && a[k] <= 80.f) ? G[k] * M_SINH(clampf(a[k], -80.f, 80.f)) : 0.f);
+        PUT(ma, Aa, (a[k] >= -AFS_EXP_CLAMP && a[k] <= AFS_EXP_CLAMP) ? G[k] * M_SINH(clampf(a[k], -AFS_EXP_CLAMP, AFS_EXP_CLAMP)) : 0.f);
         break;
     case OP_TANH: PUT(ma, Aa, G[k] * fmaf(-y[k], y[k], 1.f)); break;
     case OP_ASINH: PUT(ma, Aa, G[k] * (1.f / sqrtf(a[k] * a[k] + 1.f))); break;
@@ -293,10 +303,10 @@ static void bwd_op(int op, int ma, int mb, const float *restrict G, const float 
         /* c / where(..) is reciprocal(d) * c in torch: d(1/d) = -grad * (r * r) */
         PUT(ma, Aa, ({
             float r = 1.f / protf(a[k]); float gd = -(G[k] * c0) * (r * r);
-            fabsf(a[k]) < 1e-7f ? 0.f : gd;
+            fabsf(a[k]) < AFS_EPS ? 0.f : gd;
         }));
         break;
-    case OP_EXPM1: PUT(ma, Aa, a[k] <= 80.f ? G[k] * (y[k] + 1.f) : 0.f); break;
+    case OP_EXPM1: PUT(ma, Aa, a[k] <= AFS_EXP_CLAMP ? G[k] * (y[k] + 1.f) : 0.f); break;
     case OP_LOG_SIGMOID:
         PUT(ma, Aa, ({
             float x = a[k]; int neg = x < 0.f; float e = V_EXP(-fabsf(x));
@@ -346,7 +356,7 @@ static void bwd_op(int op, int ma, int mb, const float *restrict G, const float 
         PUT(ma, Aa, G[k] / protf(b[k]));
         PUT(mb, Ab, ({
             float d = protf(b[k]); float gd = -G[k] * ((a[k] / d) / d);
-            fabsf(b[k]) < 1e-7f ? 0.f : gd;
+            fabsf(b[k]) < AFS_EPS ? 0.f : gd;
         }));
         break;
     case OP_MAX:
@@ -359,25 +369,31 @@ static void bwd_op(int op, int ma, int mb, const float *restrict G, const float 
         PUT(mb, Ab, a[k] < b[k] ? 0.f : (a[k] == b[k] ? G[k] / 2.f : G[k]));
         break;
     case OP_POW:
-        /* pow(v, e), v = |x| + 1e-7: base where(e == 0, 0, grad * (e * v^(e-1))) through
+        /* pow(v, e), v = |x| + eps: base where(e == 0, 0, grad * (e * v^(e-1))) through
          * abs; exponent grad * where(v == 0 & e >= 0, 0, y * log v) */
         PUT(ma, Aa, ({
-            float v = fabsf(a[k]) + 1e-7f; float e = b[k];
+            float v = fabsf(a[k]) + AFS_EPS; float e = b[k];
             float gv = e == 0.f ? 0.f : G[k] * (e * M_POW(v, e - 1.f));
             gv * sgnf(a[k]);
         }));
         PUT(mb, Ab, ({
-            float v = fabsf(a[k]) + 1e-7f;
+            float v = fabsf(a[k]) + AFS_EPS;
             G[k] * ((v == 0.f && b[k] >= 0.f) ? 0.f : y[k] * M_LOG(v));
         }));
         break;
     case OP_POWC:
         /* scalar exponent c0, c1 = (float)(c - 1) computed in double as torch does */
         PUT(ma, Aa, ({
-            float v = fabsf(a[k]) + 1e-7f;
+            float v = fabsf(a[k]) + AFS_EPS;
             float gv = c0 == 0.f ? 0.f : G[k] * (c0 * M_POW(v, c1));
             gv * sgnf(a[k]);
         }));
+        break;
+    /* sign(x) * f(|x| + eps): mul gives grad * sign(x) to f, f' divides, abs multiplies by
+     * sgn(x) again (torch.sign itself has no gradient) */
+    case OP_SLOG: PUT(ma, Aa, ((G[k] * signf_t(a[k])) / (fabsf(a[k]) + AFS_EPS)) * sgnf(a[k])); break;
+    case OP_SSQRT:
+        PUT(ma, Aa, ((G[k] * signf_t(a[k])) / (2.f * sqrtf(fabsf(a[k]) + AFS_EPS))) * sgnf(a[k]));
         break;
     default: break;
     }

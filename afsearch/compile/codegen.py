@@ -8,14 +8,19 @@ without ``x`` or trainable constants are folded to a number at generation time."
 
 from __future__ import annotations
 
+import functools
 import keyword
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
 
-from afsearch.expr.primitives import EPS, PRIMITIVES
-from afsearch.expr.printers import evaluate_numpy, to_latex, to_string
+from afsearch.expr.constants import fold_constants, protected_denominator
+from afsearch.expr.primitives import PRIMITIVES
+from afsearch.expr.printers import to_latex, to_string
 from afsearch.expr.tree import CONST, PARAM, Expr, X
 
 
@@ -28,16 +33,16 @@ class GeneratedModule:
     params: dict[str, float]
 
 
-def fold_constants(e: Expr) -> Expr:
-    """Replace every subtree that depends on neither x nor a parameter by its value."""
-    if e.is_leaf:
-        return e
-    args = tuple(fold_constants(a) for a in e.args)
-    if all(a.op == CONST for a in args):
-        value = float(evaluate_numpy(Expr(e.op, args), np.zeros(1))[0])
-        if np.isfinite(value):
-            return Expr.const(value)
-    return Expr(e.op, args)
+@functools.cache
+def primitive_function(name: str) -> Callable[..., Any]:
+    """A primitive's torch template as a Python function of tensors (cached): the same source
+    the generated modules contain, for code that applies primitives directly (layer graphs)."""
+    prim = PRIMITIVES[name]
+    args = [f"a{i}" for i in range(prim.arity)]
+    source = f"def {name}({', '.join(args)}):\n    return {prim.torch_source(*args)}\n"
+    namespace: dict[str, Any] = {"torch": torch}
+    exec(compile(source, f"<afsearch primitive {name}>", "exec"), namespace)  # noqa: S102 - registry code
+    return namespace[name]
 
 
 def _number(value: float) -> str:
@@ -45,13 +50,6 @@ def _number(value: float) -> str:
     if np.isfinite(value):
         return repr(value)
     return f"float({str(value)!r})"  # inf/nan survive only in unfoldable constant subtrees
-
-
-def protected_denominator(den: float) -> float:
-    """A constant denominator with the division guard applied at generation time
-    (|den| >= EPS, keeping its sign), as every compiled form must see it."""
-    den = float(den)
-    return (-EPS if den < 0 else EPS) if abs(den) < EPS else den
 
 
 # primitives whose torch template accepts a Python float in any argument position

@@ -47,8 +47,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from afsearch.compile.codegen import fold_constants, protected_denominator
-from afsearch.expr.primitives import SELU_ALPHA, SELU_SCALE
+from afsearch.expr.constants import fold_constants, protected_denominator
+from afsearch.expr.primitives import EPS, EXP_CLAMP, PRIMITIVES, round_f32
 from afsearch.expr.tree import CONST, PARAM, Expr, X
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ OPS: tuple[str, ...] = (
     "COSH", "TANH", "ASINH", "ATAN", "SINC", "RELU", "SIGMOID", "SOFTPLUS", "GAUSS",
     "ERF", "ERFC", "RDIV", "EXPM1", "LOG_SIGMOID", "ELU", "SILU", "SOFTSIGN",
     "HARD_SIGMOID", "MISH", "GELU", "LEAKY_RELU", "CLAMP", "HARDSWISH", "ADD", "SUB",
-    "MUL", "DIV", "MAX", "MIN", "POW", "POWC",
+    "MUL", "DIV", "MAX", "MIN", "POW", "POWC", "SLOG", "SSQRT",
 )
 _OPCODE = {name: i for i, name in enumerate(OPS)}
 # torch kernels the eager module launches per op (forward), from the primitive templates:
@@ -70,65 +70,15 @@ _EAGER_KERNELS = {
     "SIGMOID": 1, "SOFTPLUS": 1, "GAUSS": 3, "ERF": 1, "ERFC": 1, "RDIV": 9, "EXPM1": 2,
     "LOG_SIGMOID": 1, "ELU": 1, "SILU": 1, "SOFTSIGN": 3, "HARD_SIGMOID": 1, "MISH": 1, "GELU": 1,
     "LEAKY_RELU": 1, "CLAMP": 1, "HARDSWISH": 1, "ADD": 1, "SUB": 1, "MUL": 1, "DIV": 9, "MAX": 1,
-    "MIN": 1, "POW": 3, "POWC": 3,
+    "MIN": 1, "POW": 3, "POWC": 3, "SLOG": 5, "SSQRT": 5,
 }
 #: with policy "auto", inputs smaller than this run eager: a custom autograd Function costs
 #: tens of microseconds per call, more than the few fused passes save on small tensors
 AUTO_MIN_ELEMENTS = 16384
 _ABI = 2
 
-_F32 = np.float32
 _INF = float("inf")
 
-
-def _f32(value: float) -> float:
-    """A Python float rounded to float32, as torch converts a scalar for a float32 kernel."""
-    with np.errstate(over="ignore"):
-        return float(_F32(value))
-
-
-# unary primitive -> (op, immediate 0, immediate 1); the immediates are what torch's kernel
-# uses for the template's scalar arguments, already rounded to float32
-_UNARY: dict[str, tuple[str, float, float]] = {
-    "neg": ("NEG", 0.0, 0.0),
-    "abs": ("ABS", 0.0, 0.0),
-    "square": ("SQUARE", 0.0, 0.0),
-    "cube": ("CUBE", 0.0, 0.0),
-    "sqrt": ("SQRT", 0.0, 0.0),
-    "log": ("LOG", 0.0, 0.0),
-    "exp": ("EXP", 0.0, 0.0),
-    "sin": ("SIN", 0.0, 0.0),
-    "cos": ("COS", 0.0, 0.0),
-    "sinh": ("SINH", 0.0, 0.0),
-    "cosh": ("COSH", 0.0, 0.0),
-    "tanh": ("TANH", 0.0, 0.0),
-    "asinh": ("ASINH", 0.0, 0.0),
-    "atan": ("ATAN", 0.0, 0.0),
-    "sinc": ("SINC", 0.0, 0.0),
-    "relu": ("RELU", 0.0, 0.0),
-    "sigmoid": ("SIGMOID", 0.0, 0.0),
-    "softplus": ("SOFTPLUS", 0.0, 0.0),
-    "gauss": ("GAUSS", 0.0, 0.0),
-    "erf": ("ERF", 0.0, 0.0),
-    # 1.0 / t is Tensor.__rtruediv__: reciprocal(t) * 1.0
-    "recip": ("RDIV", 1.0, 0.0),
-    "erfc": ("ERFC", 0.0, 0.0),
-    "expm1": ("EXPM1", 0.0, 0.0),
-    "log_sigmoid": ("LOG_SIGMOID", 0.0, 0.0),
-    # elu kernel: negcoef = alpha * scale and poscoef = scale, both in float32
-    "elu": ("ELU", 1.0, 1.0),
-    "selu": ("ELU", float(_F32(SELU_ALPHA) * _F32(SELU_SCALE)), _f32(SELU_SCALE)),
-    "silu": ("SILU", 0.0, 0.0),
-    "softsign": ("SOFTSIGN", 0.0, 0.0),
-    "hard_sigmoid": ("HARD_SIGMOID", 0.0, 0.0),
-    "mish": ("MISH", 0.0, 0.0),
-    "gelu": ("GELU", 0.0, 0.0),
-    "leaky_relu": ("LEAKY_RELU", _f32(0.01), 0.0),
-    "hardtanh": ("CLAMP", -1.0, 1.0),
-    "relu6": ("CLAMP", 0.0, 6.0),
-    "hardswish": ("HARDSWISH", 0.0, 0.0),
-}
-_BINARY = {"add": "ADD", "sub": "SUB", "mul": "MUL", "div": "DIV", "max": "MAX", "min": "MIN", "pow": "POW"}
 
 # ops whose derivative reads their own output (sqrt: grad / (2 y), exp: grad * y, ...) and ops
 # whose derivative reads no operand value (must match bwd_op in _fused.c)
@@ -189,7 +139,7 @@ def to_program(expr: Expr) -> FusedProgram:
     memo: dict[Expr, _Operand] = {}
 
     def const(value: float) -> _Operand:
-        v = _f32(value)
+        v = round_f32(value)
         key = (v, math.copysign(1.0, v))  # 0.0 == -0.0 as dict keys; keep the sign of zero
         if key not in const_index:
             const_index[key] = len(consts)
@@ -215,26 +165,29 @@ def to_program(expr: Expr) -> FusedProgram:
 
     def _lower_call(node: Expr) -> _Operand:
         name, args = node.op, node.args
-        if name in _UNARY:
-            op, c0, c1 = _UNARY[name]
-            return emit(op, lower(args[0]), None, c0, c1)
+        prim = PRIMITIVES[name]
+        if prim.fused is None and prim.expansion is not None:
+            # a registered primitive defined over others: lower its definition at this node
+            return lower(_expand(prim.expansion, args[0]))
+        if prim.fused is None:
+            raise ValueError(f"no fused lowering for primitive {name!r}")
+        if prim.arity == 1:
+            return emit(prim.fused.opcode, lower(args[0]), None, *prim.fused.imm)
         is_const = [a.op == CONST for a in args]
         if name in ("max", "min") and is_const.count(True) == 1:
             tensor_arg = args[is_const.index(False)]
-            bound = _f32(args[is_const.index(True)].value)  # type: ignore[arg-type]
+            bound = round_f32(args[is_const.index(True)].value)  # type: ignore[arg-type]
             lo, hi = (bound, _INF) if name == "max" else (-_INF, bound)
             return emit("CLAMP", lower(tensor_arg), None, lo, hi)
         if name == "div" and is_const == [False, True]:
             den = protected_denominator(args[1].value)  # type: ignore[arg-type]
             return emit("DIV", lower(args[0]), const(den))
         if name == "div" and is_const == [True, False]:
-            return emit("RDIV", lower(args[1]), None, _f32(args[0].value))  # type: ignore[arg-type]
+            return emit("RDIV", lower(args[1]), None, round_f32(args[0].value))  # type: ignore[arg-type]
         if name == "pow" and is_const == [False, True]:
             c = float(args[1].value)  # type: ignore[arg-type]
-            return emit("POWC", lower(args[0]), None, _f32(c), _f32(c - 1.0))
-        if name in _BINARY:
-            return emit(_BINARY[name], lower(args[0]), lower(args[1]))
-        raise ValueError(f"no fused lowering for primitive {name!r}")
+            return emit("POWC", lower(args[0]), None, round_f32(c), round_f32(c - 1.0))
+        return emit(prim.fused.opcode, lower(args[0]), lower(args[1]), *prim.fused.imm)
 
     root = lower(folded)
     uses_x = folded.uses_x()
@@ -302,6 +255,20 @@ def to_program(expr: Expr) -> FusedProgram:
     )
 
 
+def _expand(expansion: str, arg: Expr) -> Expr:
+    """A primitive's expansion (a formula in x) with `arg` in place of x, constants folded."""
+    from afsearch.expr.parser import parse
+
+    def substitute(node: Expr) -> Expr:
+        if node.op == X:
+            return arg
+        if node.is_leaf:
+            return node
+        return Expr(node.op, tuple(substitute(a) for a in node.args))
+
+    return fold_constants(substitute(parse(expansion)))
+
+
 # ------------------------------------------------------------------------------ the library
 
 _FLAGS: tuple[str, ...] = (
@@ -319,6 +286,8 @@ _FLAGS: tuple[str, ...] = (
     "--param=vect-epilogues-nomask=0",
 )
 _LIBS: tuple[str, ...] = ("-lmvec", "-lm")
+#: the numeric guards of afsearch.expr.primitives, compiled into the kernel (one definition)
+_GUARDS: tuple[str, ...] = (f"-DAFS_EPS={EPS!r}f", f"-DAFS_EXP_CLAMP={EXP_CLAMP!r}f")
 
 
 class _Prog(ctypes.Structure):
@@ -376,7 +345,7 @@ def _cache_key(cc: list[str]) -> str:
     version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=30, check=True)
     h = hashlib.sha256()
     for part in (Path(__file__).with_name("_fused.c").read_bytes(), " ".join(cc).encode(),
-                 " ".join(_FLAGS + _LIBS).encode(), version.stdout.encode(), _machine_id().encode()):
+                 " ".join(_FLAGS + _GUARDS + _LIBS).encode(), version.stdout.encode(), _machine_id().encode()):
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()[:20]
@@ -426,7 +395,7 @@ def _compile(cc: list[str], path: Path) -> None:
     os.close(fd)
     try:
         source = Path(__file__).with_name("_fused.c")
-        subprocess.run([*cc, *_FLAGS, str(source), "-o", tmp, *_LIBS], capture_output=True,
+        subprocess.run([*cc, *_FLAGS, *_GUARDS, str(source), "-o", tmp, *_LIBS], capture_output=True,
                        timeout=300, check=True)
         os.replace(tmp, path)
     finally:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from afsearch.expr import parse, screen
-from afsearch.expr.screen import ScreenVerdict
+from afsearch.evaluate.screen import ScreenVerdict, screen
+from afsearch.expr import parse
 
 
 def static_screen(text: str) -> ScreenVerdict:

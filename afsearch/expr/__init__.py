@@ -1,11 +1,11 @@
-"""Expression core: primitives, trees, the safe parser, printers, equivalence and screening."""
+"""Expression core: primitives, trees, the safe parser, printers, constants and equivalence.
+Screening a formula by running it is a rung of the ladder: `afsearch.evaluate.screen`."""
 
 from afsearch.expr.canonical import CanonicalForm, canonical_form
 from afsearch.expr.fingerprint import fingerprint, functional_distance, probe_points
 from afsearch.expr.parser import parse
 from afsearch.expr.primitives import BINARY, PRIMITIVES, UNARY, Primitive, get_primitive
 from afsearch.expr.printers import evaluate_numpy, to_latex, to_string, to_sympy
-from afsearch.expr.screen import ScreenThresholds, ScreenVerdict, screen
 from afsearch.expr.tree import MAX_DEPTH, MAX_SIZE, Expr
 
 __all__ = [
@@ -17,8 +17,6 @@ __all__ = [
     "CanonicalForm",
     "Expr",
     "Primitive",
-    "ScreenThresholds",
-    "ScreenVerdict",
     "canonical_form",
     "evaluate_numpy",
     "fingerprint",
@@ -26,7 +24,6 @@ __all__ = [
     "get_primitive",
     "parse",
     "probe_points",
-    "screen",
     "to_latex",
     "to_string",
     "to_sympy",

@@ -74,7 +74,7 @@ def guarded_constants(expr: Expr) -> Expr:
     replaced by what the activation computes: a constant denominator below the guard (``x/0``
     divides by 1e-7, as the compiled code does) and a constant subtree that sympy finds
     undefined (``log(0)`` is log(1e-7)). Other constants stay exact (``sqrt(2)``)."""
-    from afsearch.compile.codegen import fold_constants, protected_denominator
+    from afsearch.expr.constants import fold_constants, protected_denominator
 
     def constant(e: Expr) -> bool:
         return not any(n.op in (X, PARAM) for n in e.walk())

@@ -1,6 +1,6 @@
 """The EvoNorm search space (Liu et al. 2020): layer graphs that replace BatchNorm+activation.
 
-The genotype is a layer graph as JSON (see `afsearch.spaces.evonorm_graph`). Sampling draws a
+The genotype is a layer graph as JSON (see `afsearch.layers.graph`). Sampling draws a
 random DAG whose last node is the output; mutation, as in the paper, picks an intermediate
 node, replaces its op by one of the same arity and re-draws its inputs among the nodes before
 it (a degenerate space with no other valid graph returns the parent). There is no crossover. The space file `search_spaces/evonorm.toml` sets the limits and ops.
@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from afsearch.candidate import Candidate
-from afsearch.spaces.base import Genotype, SearchSpace
-from afsearch.spaces.evonorm_graph import (
+from afsearch.layers.evonorm import (
+    EVONORM_B0_GRAPH,
+    EVONORM_S0_GRAPH,
+    EvoNormB0,
+    EvoNormS0,
+)
+from afsearch.layers.graph import (
     AGGREGATES,
     AXES,
     BINARY,
@@ -28,12 +33,7 @@ from afsearch.spaces.evonorm_graph import (
     arity,
     reduce_groups,
 )
-from afsearch.spaces.evonorm_reference import (
-    EVONORM_B0_GRAPH,
-    EVONORM_S0_GRAPH,
-    EvoNormB0,
-    EvoNormS0,
-)
+from afsearch.spaces.base import Genotype, SearchSpace
 from afsearch.spaces.toml_schema import check_keys, load_toml, optional, require, space_error
 
 _TRIES = 1000  # redraws before giving up on a sample or mutation (never reached in practice)

@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from afsearch.errors import AfsearchError, SpaceError, shorten
+from afsearch.errors import AfsearchError, SpaceError, shorten, space_error
 
 _MISSING = object()
 
@@ -72,14 +72,6 @@ def read_toml(path: str | Path, error: type[AfsearchError], what: str,
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read and parse a space file; every problem is a one-line `SpaceError`."""
     return read_toml(path, SpaceError, "space file")
-
-
-def space_error(file: str | Path, key: str, problem: str, allowed: Any = None) -> SpaceError:
-    """The one message format; `allowed` is a description or a collection of values."""
-    message = f"{file}: key '{key}': {problem}"
-    if allowed is not None:
-        message += f"; allowed: {_describe(allowed)}"
-    return SpaceError(message)
 
 
 def require(
@@ -186,14 +178,6 @@ def _show(value: Any) -> str:
         (name for t, name in _TYPE_NAMES.items() if isinstance(value, t)), type(value).__name__
     )
     return f"{kind} {shorten(value)}" if not isinstance(value, dict | list) else kind
-
-
-def _describe(allowed: Any) -> str:
-    if isinstance(allowed, str):
-        return allowed
-    if isinstance(allowed, set | frozenset):
-        allowed = sorted(allowed)
-    return ", ".join(str(v) for v in allowed)
 
 
 def _join(prefix: str, name: str) -> str:

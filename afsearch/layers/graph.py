@@ -12,8 +12,11 @@ topologically ordered and acyclic by construction). `output` names the node the 
 the channel count. The compiled layer multiplies the output by a per-channel `gamma` (init 1)
 and adds `beta` (init 0), as BatchNorm does, so it replaces a whole BatchNorm+activation pair.
 
-Every op is defined once, in `ELEMENTWISE` or by `STATISTICS` x `AXES`; validation, the module,
-the formula printer and the search space all read these tables.
+Element-wise ops are primitives of the expression registry (`afsearch.expr.primitives`: the
+same torch forms and numeric guards as in formulas); aggregates are `STATISTICS` x `AXES`.
+Validation, the module, the formula printer and the search space all read these tables. The
+layer graph is a phenotype like a formula: the EvoNorm search space (`afsearch.spaces.evonorm`)
+produces graphs, and candidates of kind "layer" hold them.
 """
 
 from __future__ import annotations
@@ -26,48 +29,49 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from afsearch.spaces.toml_schema import space_error
+from afsearch.compile.codegen import primitive_function
+from afsearch.errors import space_error
+from afsearch.expr.primitives import PRIMITIVES
 
-EPS = 1e-5  # added under every square root, log and protected division
+#: added under the square root of a variance or second moment (EvoNorm's own default); the
+#: element-wise ops have the registry's guards
+EPS = 1e-5
 DECAY = 0.9  # running estimates of batch statistics: r <- DECAY * r + (1 - DECAY) * batch
-EXP_MAX = 20.0  # exp clamps its argument here
 DEFAULT_GROUPS = 32
 INITIAL_NODES = ("x", "0", "v0", "v1")
 INPUT = 0
 _SOURCE = "layer graph"  # how genotype errors name their source
 
 
-def _protected_div(a: Tensor, b: Tensor) -> Tensor:
-    """a / b with |b| raised to at least EPS (keeping its sign, 0 counting as positive)."""
-    tiny = torch.full_like(b, EPS).copysign(b)
-    return a / torch.where(b.abs() < EPS, tiny, b)
-
-
-def _signed(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    return lambda a: torch.sign(a) * fn(a.abs() + EPS)
-
-
 @dataclass(frozen=True)
 class ElementwiseOp:
-    arity: int
-    fn: Callable[..., Tensor]
-    template: str  # how the formula prints it; {0}, {1} are the inputs
+    """A registry primitive as a graph op: how the graph's formula prints it."""
+
+    primitive: str
+    template: str  # {0}, {1} are the inputs
     precedence: int  # 1 sum, 2 product, 3 negation, 9 a function call
 
+    @property
+    def arity(self) -> int:
+        return PRIMITIVES[self.primitive].arity
 
+    @property
+    def fn(self) -> Callable[..., Tensor]:
+        return primitive_function(self.primitive)
+
+
+def _call(name: str) -> ElementwiseOp:
+    return ElementwiseOp(name, f"{name}({{0}})" if PRIMITIVES[name].arity == 1 else f"{name}({{0}}, {{1}})", 9)
+
+
+#: EvoNorm's element-wise ops (slog = sign(x) log(|x| + eps), ssqrt = sign(x) sqrt(|x| + eps))
 ELEMENTWISE: dict[str, ElementwiseOp] = {
-    "add": ElementwiseOp(2, torch.add, "{0} + {1}", 1),
-    "mul": ElementwiseOp(2, torch.mul, "{0} * {1}", 2),
-    "div": ElementwiseOp(2, _protected_div, "{0} / {1}", 2),
-    "max": ElementwiseOp(2, torch.maximum, "max({0}, {1})", 9),
-    "neg": ElementwiseOp(1, torch.neg, "-{0}", 3),
-    "sigmoid": ElementwiseOp(1, torch.sigmoid, "sigmoid({0})", 9),
-    "tanh": ElementwiseOp(1, torch.tanh, "tanh({0})", 9),
-    "exp": ElementwiseOp(1, lambda a: torch.exp(a.clamp(max=EXP_MAX)), "exp({0})", 9),
-    "slog": ElementwiseOp(1, _signed(torch.log), "slog({0})", 9),  # sign(a)*log(|a|+eps)
-    "abs": ElementwiseOp(1, torch.abs, "abs({0})", 9),
-    "square": ElementwiseOp(1, torch.square, "square({0})", 9),
-    "ssqrt": ElementwiseOp(1, _signed(torch.sqrt), "ssqrt({0})", 9),  # sign(a)*sqrt(|a|+eps)
+    "add": ElementwiseOp("add", "{0} + {1}", 1),
+    "mul": ElementwiseOp("mul", "{0} * {1}", 2),
+    "div": ElementwiseOp("div", "{0} / {1}", 2),
+    "max": _call("max"),
+    "neg": ElementwiseOp("neg", "-{0}", 3),
+    **{name: _call(name) for name in ("sigmoid", "tanh", "exp", "slog", "abs", "square", "ssqrt")},
 }
 UNARY = tuple(name for name, op in ELEMENTWISE.items() if op.arity == 1)
 BINARY = tuple(name for name, op in ELEMENTWISE.items() if op.arity == 2)

@@ -1,6 +1,7 @@
 import pytest
 
-from afsearch.expr import parse, screen
+from afsearch.evaluate.screen import screen
+from afsearch.expr import parse
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from afsearch.spaces.evonorm_graph import reduce_groups
+from afsearch.layers.graph import reduce_groups
 
 # v is the initial node v1 (index 3, init 1); x is index 0.
 EVONORM_B0_GRAPH = {

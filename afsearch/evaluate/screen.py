@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from afsearch.compile import compile_activation
 from afsearch.expr.fingerprint import probe_points
 from afsearch.expr.tree import Expr
 
@@ -38,8 +39,6 @@ class ScreenVerdict:
 
 
 def screen(expr: Expr, thresholds: ScreenThresholds | None = None) -> ScreenVerdict:
-    from afsearch.compile import compile_activation
-
     t = thresholds or ScreenThresholds()
     module = compile_activation(expr).new_module()
     x = torch.tensor(probe_points(), dtype=torch.float32, requires_grad=True)
