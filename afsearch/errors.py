@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,13 @@ def shorten(value: object, limit: int = 60) -> str:
     return f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
+def plain_key(key: object) -> str:
+    """A key of a user's table as it goes into a one-line message: as written when it is a
+    plain name, else quoted and shortened (a key may hold a newline or a megabyte)."""
+    text = str(key)
+    return text if text and len(text) <= 60 and all(c.isalnum() or c in "_-." for c in text) else shorten(text)
+
+
 def space_error(file: str | Path, key: str, problem: str, allowed: Any = None) -> SpaceError:
     """The one message format of malformed space files and genotypes,
     ``<file>: key '<key>': <problem>; allowed: <values>``; `allowed` is a description or a
@@ -59,3 +67,13 @@ def describe_allowed(allowed: Any) -> str:
     if isinstance(allowed, set | frozenset):
         allowed = sorted(allowed)
     return ", ".join(str(v) for v in allowed)
+
+
+def short_traceback(exc: BaseException, frames: int = 4, chars: int = 1500) -> str:
+    """The innermost `frames` frames and the exception line, capped at `chars` characters:
+    what a failed candidate records so that its cause can be read without a log file."""
+    stack = traceback.extract_tb(exc.__traceback__)[-frames:]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(stack),
+             *traceback.format_exception_only(type(exc), exc)]
+    text = "".join(lines).rstrip()
+    return "..." + text[-chars:] if len(text) > chars else text

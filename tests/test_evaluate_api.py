@@ -1,4 +1,4 @@
-"""evaluate / evaluate_multi / evaluate_payload / baselines / EvalResult JSON / CLI."""
+"""evaluate / evaluate_multi / serve / baselines / EvalResult JSON / CLI."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from afsearch.evaluate import (
     baseline_results,
     evaluate,
     evaluate_multi,
-    evaluate_payload,
     get_task,
+    serve,
 )
 
 
@@ -75,11 +75,11 @@ def test_multi_task_and_payload() -> None:
     payload = {"candidate": Candidate.activation("tanh(x)").to_json(),
                "task": "breast-cancer-mlp", "budget": 40, "seed": 0, "seeds": 1,
                "ladder": {"quality_ratio": 0.5}, "threads": 1, "measure_cost": False}
-    out = evaluate_payload(json.loads(json.dumps(payload)))
+    out = serve(json.loads(json.dumps(payload)))
     assert out["status"] == "done"
     assert out["mean_accuracy"] == multi["breast-cancer-mlp"].mean_accuracy
-    assert evaluate_payload({**payload, "budget": -1})["status"] == "error"
-    assert "unknown payload key" in evaluate_payload({**payload, "gpu": 1})["error"]
+    assert serve({**payload, "budget": -1})["status"] == "error"
+    assert "unknown payload key" in serve({**payload, "gpu": 1})["error"]
 
 
 def test_activation_cost_is_a_finite_positive_ratio() -> None:

@@ -3,7 +3,7 @@ member's own gate, and cuts rejected members out of the pack."""
 
 import pytest
 
-from afsearch.evaluate import evaluate, evaluate_many, evaluate_payload
+from afsearch.evaluate import evaluate, evaluate_many, serve
 from afsearch.evaluate.packed import packable
 from afsearch.evaluate.tasks import get_task
 
@@ -48,7 +48,7 @@ def test_quality_gate_cuts_members_out_of_the_pack():
 
 
 def test_payload_with_candidates():
-    out = evaluate_payload({"candidates": [{"kind": "activation", "spec": "relu(x)"},
+    out = serve({"candidates": [{"kind": "activation", "spec": "relu(x)"},
                                            {"kind": "activation", "spec": "tanh(x)"}],
                             "task": "breast-cancer-mlp", "budget": 30, "seed": [0], "seeds": 1, "ladder": False})
     assert [r["status"] for r in out["results"]] == ["done", "done"]

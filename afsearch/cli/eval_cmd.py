@@ -84,7 +84,8 @@ def run_eval(args: argparse.Namespace) -> int:
 def _baseline_line(result: EvalResult, task: Task, args: argparse.Namespace) -> str:
     """Which baseline is best, its score, the difference and, with several seeds, a paired
     one-sided t-test over the seeds (all trained on the same seeds, so pairs are matched)."""
-    from afsearch.evaluate.baselines import baseline_results, seed_list
+    from afsearch.evaluate.baselines import seed_list
+    from afsearch.evaluate.core import baseline_results
     from afsearch.search.validate import paired_greater
 
     # cached by `evaluate(..., baselines=True)` just before: nothing is trained again

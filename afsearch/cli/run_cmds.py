@@ -17,7 +17,14 @@ from afsearch.cli import bounded_int
 from afsearch.errors import ConfigError, RunStoreError, shorten
 from afsearch.evaluate.metric import get_metric
 from afsearch.search.config import SearchConfig, parse_duration
-from afsearch.store import RunStore, best_entry, damage_guard, list_runs, resolve_run
+from afsearch.store import (
+    BASELINE_ORIGIN,
+    RunStore,
+    best_entry,
+    damage_guard,
+    list_runs,
+    resolve_run,
+)
 
 #: the largest candidate id (SQLite's 64-bit integers) and --top value accepted
 MAX_ID = 2**63 - 1
@@ -83,7 +90,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _observer(args: argparse.Namespace, budget: int) -> Any:
-    from afsearch.cli.display import make_observer
+    from afsearch.report.progress import make_observer
 
     mode = "json" if getattr(args, "json", False) else "quiet" if args.quiet else "live"
     return make_observer(mode, budget)
@@ -434,7 +441,7 @@ def export_run(args: argparse.Namespace) -> int:
         else:
             from afsearch.search.report import leaderboard_rows
 
-            rows = [r for r in leaderboard_rows(store, top=10_000) if r["origin"] != "baseline"][: args.top]
+            rows = [r for r in leaderboard_rows(store, top=10_000) if r["origin"] != BASELINE_ORIGIN][: args.top]
             records = [store.candidate(r["id"]) for r in rows]
     if not records:
         raise RunStoreError("the run has no finished candidates to export yet")

@@ -21,7 +21,7 @@ from afsearch.compile.codegen import generate_module
 from afsearch.compile.compiler import load_generated
 from afsearch.errors import ConfigError
 from afsearch.expr.tree import Expr
-from afsearch.store import replacing, write_atomic
+from afsearch.files import replacing, write_atomic
 
 FORMATS = ("python", "torchscript", "pt2")
 

@@ -2,7 +2,7 @@
 
     evaluate(candidate, task="mnist1d-mlp", budget=None, seed=0, seeds=1, ladder=True, ...)
     evaluate_multi(candidate, tasks, ...) -> {task: EvalResult}
-    evaluate_payload(payload_dict) -> result_dict   (JSON in/out, for worker processes)
+    serve(request_json) -> reply_json   (the worker side of the EvalRequest/EvalReply protocol)
     baseline_results(task, budget, seeds) -> {name: EvalResult}
     successive_halving(candidates, task, budget, eta=3) -> [EvalResult]
 
@@ -15,12 +15,14 @@ whichever was imported first.
 import sys
 import types
 
-from afsearch.evaluate.baselines import DEFAULT_BASELINES, activation_cost, baseline_results
-from afsearch.evaluate.core import evaluate, evaluate_many, evaluate_multi, evaluate_payload
+from afsearch.evaluate.baselines import activation_cost
+from afsearch.evaluate.core import baseline_results, evaluate, evaluate_many, evaluate_multi
 from afsearch.evaluate.ladder import LadderConfig, successive_halving
+from afsearch.evaluate.protocol import EvalReply, EvalRequest, serve
 from afsearch.evaluate.result import EvalResult, SeedResult, StageRecord
 from afsearch.evaluate.tasks import DEFAULT_TASK, TASKS, Task, get_task
 from afsearch.evaluate.trainer import Data, Recipe, Split, TrainResult, train
+from afsearch.reference import DEFAULT_BASELINES
 
 
 class _CallablePackage(types.ModuleType):
@@ -37,6 +39,8 @@ __all__ = [
     "DEFAULT_TASK",
     "TASKS",
     "Data",
+    "EvalReply",
+    "EvalRequest",
     "EvalResult",
     "LadderConfig",
     "Recipe",
@@ -50,8 +54,8 @@ __all__ = [
     "evaluate",
     "evaluate_many",
     "evaluate_multi",
-    "evaluate_payload",
     "get_task",
+    "serve",
     "successive_halving",
     "train",
 ]

@@ -14,11 +14,8 @@ from torch import nn
 
 from afsearch.candidate import Candidate
 from afsearch.evaluate.result import EvalResult
-from afsearch.evaluate.tasks import Task, get_task
+from afsearch.evaluate.tasks import Task
 from afsearch.evaluate.trainer import Recipe, train
-from afsearch.reference import reference_formula
-
-DEFAULT_BASELINES = ("relu", "gelu", "silu", "tanh", "elu")
 
 _GATE_CACHE: dict[tuple[Any, ...], float] = {}
 _BASELINE_CACHE: dict[tuple[Any, ...], dict[str, EvalResult]] = {}
@@ -54,33 +51,17 @@ def _key(task: Task, budget: int, seeds: list[int]) -> tuple[Any, ...]:
     return (task.name, task.config, budget, tuple(seeds))
 
 
-def baseline_results(task: str | Task = "mnist1d-mlp", budget: int | None = None,
-                     seeds: int | Sequence[int] = 1, names: Sequence[str] = DEFAULT_BASELINES,
-                     task_config: Any = None, **kwargs: Any) -> dict[str, EvalResult]:
-    """Evaluate reference activations (no ladder) with the same budget and seeds as the
-    candidates; `seeds` is a count (seeds 0..n-1) or a list. Cached per process."""
-    from afsearch.evaluate.core import evaluate
-
-    task_obj = get_task(task, task_config)
-    budget = budget or task_obj.recipe.steps
-    seed_ids = seed_list(0, seeds) if isinstance(seeds, int) else list(seeds)
-    cache = _BASELINE_CACHE.setdefault(_key(task_obj, budget, seed_ids), {})
-    for name in names:
-        if name not in cache:
-            cand = Candidate.activation(reference_formula(name))
-            cache[name] = evaluate(cand, task_obj, budget=budget, seed=seed_ids, ladder=False,
-                                   **kwargs)
-    best = best_baseline(task_obj, budget, seed_ids)
-    for r in cache.values():
-        fill_delta(r, best)
-    return {name: cache[name] for name in names}
-
-
 def best_baseline(task: Task, budget: int, seeds: list[int]) -> float | None:
     """Best mean metric value (by the task's metric direction) among baselines computed so far
     for these conditions, if any."""
-    done = [r.value for r in _BASELINE_CACHE.get(_key(task, budget, seeds), {}).values() if r.ok]
+    done = [r.value for r in cached_baselines(task, budget, seeds).values() if r.ok]
     return task.metric.best(done)
+
+
+def cached_baselines(task: Task, budget: int, seeds: list[int]) -> dict[str, EvalResult]:
+    """The per-process store of reference results for these conditions (filled by
+    `afsearch.evaluate.core.baseline_results`)."""
+    return _BASELINE_CACHE.setdefault(_key(task, budget, seeds), {})
 
 
 def fill_delta(result: EvalResult, best: float | None) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
 
 from afsearch.candidate import Candidate
-from afsearch.errors import TaskError
+from afsearch.errors import TaskError, short_traceback
 from afsearch.evaluate import baselines as _baselines
 from afsearch.evaluate.ladder import (
     LadderConfig,
@@ -24,6 +23,7 @@ from afsearch.evaluate.packed import packable, train_packed
 from afsearch.evaluate.result import FAILED, EvalResult, SeedResult, StageRecord
 from afsearch.evaluate.tasks import DEFAULT_TASK, Task, config_to_json, get_task
 from afsearch.evaluate.trainer import cpu_threads, pick_device, train
+from afsearch.reference import DEFAULT_BASELINES, reference_formula
 
 
 def _as_candidate(candidate: Candidate | str | dict[str, Any]) -> Candidate:
@@ -39,11 +39,6 @@ def _check(budget: int | None, seeds: int) -> None:
         raise TaskError(f"budget must be a positive number of training steps, got {budget}")
     if seeds <= 0:
         raise TaskError(f"seeds must be a positive count, got {seeds}")
-
-
-def _short_traceback(exc: BaseException, lines: int = 6) -> str:
-    text = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return "".join(text[:1] + text[1:][-lines:])  # header + innermost frames
 
 
 def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
@@ -67,17 +62,37 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
     cfg = LadderConfig.from_option(ladder)
     result = _new_result(cand, task_obj, budget, seed_ids)
     if baselines:
-        _baselines.baseline_results(task_obj, budget, seed_ids, device=device, threads=threads)
+        baseline_results(task_obj, budget, seed_ids, device=device, threads=threads)
     try:
         with cpu_threads(threads, pick_device(device)):
             _run(cand, task_obj, recipe, seed_ids, cfg, result, device, threads, measure_cost)
     except Exception as exc:  # a candidate's failure is a result, not a crash
         result.status, result.reason = FAILED, f"{type(exc).__name__}: {exc}"
         result.stage = result.stage or "train"
-        result.error = _short_traceback(exc)
+        result.error = short_traceback(exc)
     result.summarise()
     _baselines.fill_delta(result, _baselines.best_baseline(task_obj, budget, seed_ids))
     return result
+
+
+def baseline_results(task: str | Task = DEFAULT_TASK, budget: int | None = None,
+                     seeds: int | Sequence[int] = 1, names: Sequence[str] = DEFAULT_BASELINES,
+                     task_config: Any = None, **kwargs: Any) -> dict[str, EvalResult]:
+    """Evaluate reference activations (no ladder) with the same budget and seeds as the
+    candidates; `seeds` is a count (seeds 0..n-1) or a list. Cached per process."""
+    task_obj = get_task(task, task_config)
+    budget = budget or task_obj.recipe.steps
+    seed_ids = _baselines.seed_list(0, seeds) if isinstance(seeds, int) else list(seeds)
+    cache = _baselines.cached_baselines(task_obj, budget, seed_ids)
+    for name in names:
+        if name not in cache:
+            cand = Candidate.activation(reference_formula(name))
+            cache[name] = evaluate(cand, task_obj, budget=budget, seed=seed_ids, ladder=False,
+                                   **kwargs)
+    best = _baselines.best_baseline(task_obj, budget, seed_ids)
+    for r in cache.values():
+        _baselines.fill_delta(r, best)
+    return {name: cache[name] for name in names}
 
 
 def _new_result(cand: Candidate, task: Task, budget: int, seed_ids: list[int]) -> EvalResult:
@@ -223,7 +238,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
 def _fail(result: EvalResult, exc: BaseException) -> None:
     result.status, result.reason = FAILED, f"{type(exc).__name__}: {exc}"
     result.stage = result.stage or "train"
-    result.error = _short_traceback(exc)
+    result.error = short_traceback(exc)
 
 
 def evaluate_multi(candidate: Candidate | str, tasks: Sequence[str | Task | tuple[str, Any]],
@@ -236,32 +251,3 @@ def evaluate_multi(candidate: Candidate | str, tasks: Sequence[str | Task | tupl
         task_obj = get_task(name, config)
         results[task_obj.name] = evaluate(candidate, task_obj, **kwargs)
     return results
-
-
-_PAYLOAD_KEYS = {"candidate", "candidates", "task", "task_config", "budget", "seed", "seeds", "ladder",
-                 "threads", "device", "baselines", "measure_cost", "pack"}
-
-
-def evaluate_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """JSON in, JSON out (for worker processes). Keys: candidate ({"kind","spec"}), task,
-    task_config (dict), budget, seed (int or list), seeds, ladder (bool or dict of
-    LadderConfig fields), threads, device, baselines, measure_cost. With "candidates" (a list)
-    instead of "candidate", they are evaluated together by `evaluate_many` (key "pack" too)
-    and the answer is {"results": [result, ...]} in the same order. A user error comes back
-    as {"status": "error", "error": message} instead of raising across the process boundary."""
-    unknown = sorted(set(payload) - _PAYLOAD_KEYS)
-    if unknown:
-        return {"status": "error", "error": f"unknown payload key(s) {', '.join(unknown)}"}
-    args = dict(payload)
-    try:
-        task = args.pop("task", DEFAULT_TASK)
-        if "candidates" in args:
-            if "candidate" in args or "baselines" in args:
-                return {"status": "error", "error": "give either candidate or candidates (without baselines)"}
-            cands = [Candidate.from_json(c) for c in args.pop("candidates")]
-            return {"results": [r.to_json() for r in evaluate_many(cands, task, **args)]}
-        args.pop("pack", None)
-        candidate = Candidate.from_json(args.pop("candidate"))
-        return evaluate(candidate, task, **args).to_json()
-    except Exception as exc:  # noqa: BLE001 - report every error as data
-        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}

@@ -172,10 +172,10 @@ def successive_halving(candidates: Sequence[Any], task: Any = None, budget: int 
     result with a passed "halving" stage holding the low-fidelity cost; the others keep
     their low-fidelity result, marked rejected at stage "halving" (`budget` says which)."""
     from afsearch.evaluate.core import evaluate
-    from afsearch.evaluate.tasks import get_task
+    from afsearch.evaluate.tasks import DEFAULT_TASK, get_task
 
     evaluate_fn = evaluate_fn or evaluate
-    task_obj = get_task(task or "mnist1d-mlp", kwargs.pop("task_config", None))
+    task_obj = get_task(task or DEFAULT_TASK, kwargs.pop("task_config", None))
     full = budget or task_obj.recipe.steps
     low = max(1, full // eta)
     results = [evaluate_fn(c, task_obj, budget=low, **kwargs) for c in candidates]

@@ -18,13 +18,12 @@ import torch
 from torch import nn
 
 from afsearch.candidate import Candidate
-from afsearch.errors import AfsearchError, TaskError, shorten
+from afsearch.defaults import DEFAULT_TASK
+from afsearch.errors import AfsearchError, TaskError, plain_key, shorten
 from afsearch.evaluate import models
 from afsearch.evaluate.metric import ACCURACY, Metric
 from afsearch.evaluate.models import ActFactory, NormActFactory
 from afsearch.evaluate.trainer import Data, Recipe, Split
-
-DEFAULT_TASK = "mnist1d-mlp"
 
 
 # ---------------------------------------------------------------- configs
@@ -340,7 +339,7 @@ def make_config(name: str, config: Any = None) -> Any:
     fields = {f.name: f for f in dataclasses.fields(spec.config)}
     unknown = sorted(set(config) - set(fields))
     if unknown:
-        raise TaskError(f"task {name} config has unknown key(s) {', '.join(k if len(k) <= 60 else shorten(k) for k in unknown)}; "
+        raise TaskError(f"task {name} config has unknown key(s) {', '.join(map(plain_key, unknown))}; "
                         f"allowed: {', '.join(fields)}")
     values = {k: _coerce(name, k, str(fields[k].type), v) for k, v in config.items()}
     try:

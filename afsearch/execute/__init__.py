@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from afsearch.defaults import BACKENDS
 from afsearch.errors import ExecutorError
 from afsearch.execute._base import (
     CANCELLED,
@@ -30,8 +31,6 @@ from afsearch.execute._base import (
 )
 from afsearch.execute._local import LocalExecutor
 from afsearch.execute._worker_cache import per_worker, per_worker_builds
-
-BACKENDS = ("ray", "local")
 
 __all__ = [
     "BACKENDS",
@@ -62,12 +61,12 @@ def make_executor(
     num_workers: int | None = None,
     **ray_options: Any,
 ) -> Executor:
-    """An executor for `backend`. fn defaults to `afsearch.evaluate.evaluate_payload`.
+    """An executor for `backend`. fn defaults to `afsearch.evaluate.protocol.serve`.
     ray_options (node_retries, init_kwargs) go to the Ray backend."""
     if fn is None:
-        from afsearch.evaluate import evaluate_payload
+        from afsearch.evaluate.protocol import serve
 
-        fn = evaluate_payload
+        fn = serve
     check_backend(backend, ray_address, cpus_per_trial, gpus_per_trial, num_workers)
     if backend == "local":
         return LocalExecutor(fn, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import math
 import os
 import time
-import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from afsearch.errors import ExecutorError
+from afsearch.errors import ExecutorError, short_traceback
 
 #: a job function: JSON-like payload in, JSON-like dict out; must be a module-level callable
 #: (Ray sends it by reference: module and name)
@@ -25,8 +24,6 @@ TIMEOUT: Status = "timeout"  # ran past the job's timeout_s and was killed
 CRASHED: Status = "crashed"  # the worker process died (os._exit, OOM kill, lost node twice)
 CANCELLED: Status = "cancelled"  # cancel() or shutdown() before it finished
 
-_TRACEBACK_FRAMES = 4
-_TRACEBACK_CHARS = 1500
 
 
 @dataclass(frozen=True)
@@ -149,21 +146,26 @@ def threads_for(cpus_per_trial: float) -> int:
     return max(1, int(cpus_per_trial))
 
 
-def short_traceback(exc: BaseException) -> str:
-    """The last few frames and the exception line, capped in length."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
-    frames = frames[-_TRACEBACK_FRAMES:]
-    lines = traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc)
-    text = "".join(lines).rstrip()
-    if len(text) > _TRACEBACK_CHARS:
-        text = "..." + text[-_TRACEBACK_CHARS:]
-    return text
+@dataclass(frozen=True)
+class WorkerOutcome:
+    """What `run_job` hands back from the worker process: the job function's value, or the
+    short traceback of what it raised."""
+
+    value: dict[str, Any] | None
+    error: str | None
+    elapsed_s: float
+    pid: int
+    node: str = ""  # the Ray node it ran on
+
+    def result(self, job_id: str, worker: str, attempts: int) -> JobResult:
+        status: Status = DONE if self.error is None else FAILED
+        return JobResult(job_id, status, self.value, self.error, worker, self.elapsed_s, attempts)
 
 
-def run_job(fn: JobFn, payload: dict[str, Any]) -> dict[str, Any]:
+def run_job(fn: JobFn, payload: dict[str, Any]) -> WorkerOutcome:
     """Run one job in this process: set torch's thread count from payload["threads"], call fn,
-    and turn an exception into a short traceback. Returns {"ok", "value" | "error",
-    "elapsed_s", "pid"}; never raises an Exception (BaseExceptions such as a timeout pass)."""
+    and turn an exception into a short traceback. Never raises an Exception (BaseExceptions
+    such as a timeout pass)."""
     threads = int(payload.get("threads", 1))
     _set_torch_threads(threads)
     start = time.perf_counter()
@@ -172,18 +174,10 @@ def run_job(fn: JobFn, payload: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise TypeError(f"job function returned {type(value).__name__}, expected dict")
     except Exception as exc:  # noqa: BLE001 -- any failure of a candidate is a result
-        return {
-            "ok": False,
-            "error": short_traceback(exc),
-            "elapsed_s": time.perf_counter() - start,
-            "pid": os.getpid(),
-        }
-    return {
-        "ok": True,
-        "value": value,
-        "elapsed_s": time.perf_counter() - start,
-        "pid": os.getpid(),
-    }
+        # the job function's frames, not this one's
+        frames = exc.with_traceback(exc.__traceback__.tb_next if exc.__traceback__ else None)
+        return WorkerOutcome(None, short_traceback(frames), time.perf_counter() - start, os.getpid())
+    return WorkerOutcome(value, None, time.perf_counter() - start, os.getpid())
 
 
 def _set_torch_threads(threads: int) -> None:

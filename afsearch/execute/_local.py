@@ -17,8 +17,6 @@ from typing import Any
 
 from afsearch.execute._base import (
     CANCELLED,
-    DONE,
-    FAILED,
     TIMEOUT,
     Executor,
     Job,
@@ -97,10 +95,7 @@ class LocalExecutor(Executor):
             return run.result(TIMEOUT, f"exceeded timeout of {job.timeout_s:g} s")
         finally:
             torch.set_num_threads(threads_before)
-        worker = f"local:{os.getpid()}"
-        if not out["ok"]:
-            return JobResult(job.id, FAILED, None, out["error"], worker, out["elapsed_s"], 1)
-        return JobResult(job.id, DONE, out["value"], None, worker, out["elapsed_s"], 1)
+        return out.result(job.id, f"local:{os.getpid()}", 1)
 
 
 class _alarm:

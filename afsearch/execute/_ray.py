@@ -10,6 +10,7 @@ cached with `per_worker` is built once per worker."""
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import math
 import os
@@ -23,7 +24,6 @@ from afsearch.errors import ExecutorError
 from afsearch.execute._base import (
     CANCELLED,
     CRASHED,
-    DONE,
     FAILED,
     TIMEOUT,
     Executor,
@@ -31,6 +31,7 @@ from afsearch.execute._base import (
     JobFn,
     JobResult,
     Running,
+    WorkerOutcome,
     check_resources,
     run_job,
     threads_for,
@@ -44,12 +45,10 @@ _CONNECT_TIMEOUT_S = 5.0
 _WAIT_SLICE_S = 0.5
 
 
-def _ray_task(fn: JobFn, payload: dict[str, Any]) -> dict[str, Any]:
+def _ray_task(fn: JobFn, payload: dict[str, Any]) -> WorkerOutcome:
     import ray
 
-    out = run_job(fn, payload)
-    out["node"] = ray.get_runtime_context().get_node_id()
-    return out
+    return dataclasses.replace(run_job(fn, payload), node=ray.get_runtime_context().get_node_id())
 
 
 @dataclass
@@ -305,14 +304,7 @@ class RayExecutor(Executor):
             return run.result(FAILED, _last(exc))
         except exc_mod.RayError as exc:
             return run.result(CRASHED, f"{type(exc).__name__}: {_first(exc)}")
-        worker = f"{out['node'][:12]}:{out['pid']}"
-        if not out["ok"]:
-            return JobResult(
-                run.job.id, FAILED, None, out["error"], worker, out["elapsed_s"], run.attempts
-            )
-        return JobResult(
-            run.job.id, DONE, out["value"], None, worker, out["elapsed_s"], run.attempts
-        )
+        return out.result(run.job.id, f"{out.node[:12]}:{out.pid}", run.attempts)
 
     def _node_lost(self, run: _InFlight, exc: Exception) -> JobResult | None:
         self._refresh_nodes()

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from afsearch.compile.codegen import primitive_function
-from afsearch.errors import space_error
+from afsearch.errors import plain_key, space_error
 from afsearch.expr.primitives import PRIMITIVES
 
 #: added under the square root of a variance or second moment (EvoNorm's own default); the
@@ -131,7 +131,7 @@ class LayerGraph:
             )
         for key in data:
             if key not in ("nodes", "output", "groups"):
-                raise space_error(_SOURCE, key, "unknown key", "nodes, output, groups")
+                raise space_error(_SOURCE, plain_key(key), "unknown key", "nodes, output, groups")
         raw_nodes = data.get("nodes")
         if not isinstance(raw_nodes, list) or not raw_nodes:
             raise space_error(

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from afsearch.errors import AfsearchError, ConfigError, shorten
+from afsearch.defaults import BACKENDS, DEFAULT_TASK
+from afsearch.errors import AfsearchError, ConfigError, plain_key, shorten
 from afsearch.reference import DEFAULT_BASELINES, get_reference
 
 if TYPE_CHECKING:
     from afsearch.evaluate.metric import Metric
 
-BACKENDS = ("ray", "local")
 OBJECTIVES = ("accuracy", "cost", "params")
 
 
@@ -29,7 +29,7 @@ class SearchConfig:
     are free); ``steps`` is the training budget of one evaluation (None: the task default)."""
 
     space: str = "swish"
-    task: str = "mnist1d-mlp"
+    task: str = DEFAULT_TASK
     #: options of the main task, e.g. {planted = "sin(x)"} for teacher-student
     task_config: dict[str, Any] = field(default_factory=dict)
     #: extra tasks each candidate is also scored on (multi-task / NSGA-II objectives)
@@ -77,7 +77,7 @@ class SearchConfig:
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ConfigError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
+                f"{source}: unknown key(s) {', '.join(map(plain_key, unknown))}; allowed: {', '.join(sorted(names))}"
             )
         config = cls(**data)
         config.validate(source)
@@ -234,7 +234,8 @@ def _expect_types(config: SearchConfig, source: str) -> None:
                 raise ConfigError(f"{source}: {key}[{i}]: expected a name (string), got "
                                   f"{type(item).__name__} {shorten(item)}")
     for key, lists in (("strategy_options", False), ("task_config", True)):
-        for name, value in getattr(config, key).items():
+        for raw_name, value in getattr(config, key).items():
+            name = plain_key(raw_name)
             items = value if lists and isinstance(value, list) else [value]
             if not all(_is(item, _SCALARS) for item in items) or (isinstance(value, list) and not value):
                 kinds = "a string, number, boolean" + (" or a list of them" if lists else "")

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from afsearch.defaults import DEFAULT_TASK
 from afsearch.evaluate.metric import Metric, get_metric
 from afsearch.search.config import steps_for, task_metric
 from afsearch.store import (
@@ -24,7 +25,7 @@ VALIDATION_FILE = "validation.json"
 
 def main_task_and_steps(store: RunStore) -> tuple[str, int]:
     config = store.config
-    task = config.get("task", "mnist1d-mlp")
+    task = config.get("task", DEFAULT_TASK)
     return task, steps_for(task, config.get("steps"), config.get("user_tasks"))
 
 
@@ -32,7 +33,7 @@ def run_metric(store: RunStore) -> Metric:
     """The metric the run's main task is scored by, from config.toml (never imports a user
     task file)."""
     config = store.config
-    return task_metric(config.get("task", "mnist1d-mlp"), config.get("user_tasks"))
+    return task_metric(config.get("task", DEFAULT_TASK), config.get("user_tasks"))
 
 
 def validation_json(record: ValidationRecord) -> dict[str, Any]:

@@ -19,10 +19,12 @@ from scipy import stats
 
 from afsearch.candidate import Candidate
 from afsearch.evaluate.metric import Metric
-from afsearch.evaluate.result import EvalResult
+from afsearch.evaluate.protocol import WORKER_STAGE, EvalReply, EvalRequest
 from afsearch.execute import Executor, Job
 from afsearch.reference import get_reference
 from afsearch.search.config import SearchConfig
+from afsearch.search.events import SearchEvent
+from afsearch.search.preflight import executor_for
 from afsearch.search.report import (
     BASELINE,
     VALIDATION_FILE,
@@ -63,44 +65,34 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
         record = store.candidate(row["id"])
         spec = record.formula if record.kind == "activation" else json.dumps(record.genotype)
         entries.append({"id": record.id, "formula": record.formula, "baseline": False,
-                        "candidate": Candidate(record.kind, spec or "").to_json()})
+                        "candidate": Candidate(record.kind, spec or "")})
     for name in config.baselines:
         ref = get_reference(name)
         cand = Candidate.activation(ref.formula)
         existing = store.candidate_by_fingerprint(cand.fingerprint())
         entries.append({"id": existing.id if existing else None, "formula": ref.formula, "baseline": True,
-                        "name": ref.name, "candidate": cand.to_json()})
+                        "name": ref.name, "candidate": cand})
 
     own = executor is None
     if executor is None:
-        from afsearch.search.engine import executor_for
-
         executor = executor_for(config)
     started = time.time()
+    task_config = config.task_config_for(task)
+    requests = [EvalRequest((entry["candidate"],), task, steps, tuple(seeds), ladder=None, task_config=task_config,
+                            device=None if config.device == "auto" else config.device) for entry in entries]
     try:
-        task_config = config.task_config_for(task)
-        for i, entry in enumerate(entries):
-            payload = {"candidate": entry["candidate"], "task": task, "budget": steps, "seed": seeds,
-                       "seeds": len(seeds), "ladder": False}
-            if task_config:
-                payload["task_config"] = task_config
-            if config.device != "auto":
-                payload["device"] = config.device
-            executor.submit(Job(f"v{i}", payload, config.timeout_s * len(seeds)))
+        for i, request in enumerate(requests):
+            executor.submit(Job(f"v{i}", request.to_json(), config.timeout_s * len(seeds)))
         remaining = len(entries)
         while remaining:
-            for result in executor.poll(timeout=1.0):
-                entry = entries[int(result.job_id[1:])]
+            for job in executor.poll(timeout=1.0):
+                i = int(job.job_id[1:])
                 remaining -= 1
-                value = result.value if result.ok else None
-                if value is None or value.get("status") == "error":
-                    entry["error"] = (value or {}).get("error") or f"{result.status}: {result.error}"
-                    entry["per_seed"] = []
-                    continue
-                res = EvalResult.from_json(value)
-                entry["per_seed"] = res.test_values() if res.ok else []
+                (res,) = EvalReply.from_job(requests[i], job).results
+                entries[i]["per_seed"] = res.test_values() if res.ok else []
                 if not res.ok:
-                    entry["error"] = f"{res.status} at {res.stage}: {res.reason}"
+                    entries[i]["error"] = res.reason if res.stage == WORKER_STAGE else \
+                        f"{res.status} at {res.stage}: {res.reason}"
     finally:
         if own:
             executor.shutdown()
@@ -134,8 +126,6 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
     write_atomic(store.path / VALIDATION_FILE, json.dumps(report, indent=2) + "\n")
     store.log(f"validation round {number}: top {len(top)} on {len(seeds)} fresh seeds ({steps} steps)")
     if on_event is not None:
-        from afsearch.search.engine import SearchEvent
-
         on_event(SearchEvent("validate", {"rows": report["rows"], "best_baseline": report["best_baseline"]}))
     return report
 

@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from afsearch.errors import AfsearchError, SpaceError, shorten, space_error
+from afsearch.errors import AfsearchError, SpaceError, plain_key, shorten, space_error
 
 _MISSING = object()
 
@@ -124,7 +124,7 @@ def check_keys(
     allowed_keys = sorted(allowed_keys)
     for name in sub:
         if name not in allowed_keys:
-            raise space_error(file, _join(key, name), "unknown key", allowed_keys)
+            raise space_error(file, _join(key, plain_key(name)), "unknown key", allowed_keys)
 
 
 def _lookup(table: dict[str, Any], key: str, file: str | Path) -> Any:

@@ -2,7 +2,7 @@
 
 See `RunStore` for the layout. Public names are re-exported here; the modules are private."""
 
-from afsearch.store._files import dumps_toml, replacing, write_atomic
+from afsearch.files import dumps_toml, replacing, write_atomic
 from afsearch.store._records import (
     BASELINE_ORIGIN,
     CandidateRecord,
@@ -15,7 +15,7 @@ from afsearch.store._records import (
 )
 from afsearch.store._runs import RunSummary, best_entry, list_runs, resolve_run
 from afsearch.store._schema import APPLICATION_ID, SCHEMA_VERSION
-from afsearch.store._store import RUN_STATES, RunStore, damage_guard
+from afsearch.store._store import RUN_STATES, RunStore, damage_guard, optuna_storage_url
 
 __all__ = [
     "APPLICATION_ID",
@@ -34,6 +34,7 @@ __all__ = [
     "damage_guard",
     "dumps_toml",
     "list_runs",
+    "optuna_storage_url",
     "rank_key",
     "replacing",
     "resolve_run",

@@ -31,8 +31,8 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from afsearch.errors import AfsearchError, ExpressionError, RunStoreError
+from afsearch.files import dumps_toml, write_atomic
 from afsearch.store import _lock
-from afsearch.store._files import dumps_toml, write_atomic
 from afsearch.store._records import (
     DONE,
     FAILED,
@@ -65,6 +65,12 @@ OPTUNA_FILE = "optuna.db"
 LOG_FILE = "log.txt"
 EXPORTS_DIR = "exports"
 LOCK_FILE = "lock"
+
+
+def optuna_storage_url(run_dir: Path) -> str:
+    """Where a run's Optuna study lives, as a storage URL."""
+    return f"sqlite:///{(Path(run_dir) / OPTUNA_FILE).absolute()}"
+
 
 # Run states kept in meta; a run whose meta says "running" but whose lock is free was interrupted.
 RUN_STATES = ("created", "running", "finished", "stopped")
@@ -190,7 +196,7 @@ class RunStore:
     @property
     def optuna_storage(self) -> str:
         """Storage URL for `optuna.create_study(storage=..., load_if_exists=True)`."""
-        return f"sqlite:///{self.optuna_path.absolute()}"
+        return optuna_storage_url(self.path)
 
     @property
     def log_path(self) -> Path:

@@ -17,6 +17,7 @@ import math
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from afsearch.errors import ConfigError
@@ -157,6 +158,12 @@ class Strategy(ABC):
         self.next_key = 0
         #: the best finite result told so far: {"genotype", "key", "score"} (None before)
         self.best_entry: dict[str, Any] | None = None
+
+    @classmethod
+    def run_options(cls, run_dir: Path, run_name: str) -> dict[str, Any]:
+        """Options this strategy takes from the run directory it searches for (e.g. where to
+        keep a study); given before the user's options, which override them."""
+        return {}
 
     def new_key(self) -> int:
         key = self.next_key

@@ -39,6 +39,7 @@ import copy
 import math
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import cmaes
@@ -145,6 +146,13 @@ class OptunaStrategy(Strategy):
         self.pending: list[int] = []  # trial numbers asked and not told
         self.orphans: list[int] = []  # running trials a crashed run asked after its last snapshot
         self.study = self._create_study()
+
+    @classmethod
+    def run_options(cls, run_dir: Path, run_name: str) -> dict[str, Any]:
+        """The study lives in the run directory (optuna.db), so a resume finds it."""
+        from afsearch.store import optuna_storage_url
+
+        return {"storage": optuna_storage_url(run_dir), "study_name": run_name}
 
     def check_space(self) -> None:
         pass

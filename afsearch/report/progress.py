@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from afsearch.evaluate.metric import get_metric
-from afsearch.search.engine import SearchEvent
+from afsearch.search.events import SearchEvent
 
 
 class JsonEvents:

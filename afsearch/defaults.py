@@ -1,0 +1,6 @@
+"""Names several layers agree on, defined once (a leaf module: importing it loads nothing)."""
+
+#: the proxy task a search or an evaluation uses when none is given
+DEFAULT_TASK = "mnist1d-mlp"
+#: where candidates train: an embedded or joined Ray cluster, or this process, one at a time
+BACKENDS = ("ray", "local")
