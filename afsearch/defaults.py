@@ -4,3 +4,6 @@
 DEFAULT_TASK = "mnist1d-mlp"
 #: where candidates train: an embedded or joined Ray cluster, or this process, one at a time
 BACKENDS = ("ray", "local")
+#: how an evaluation ended: trained to the end, stopped by a rung of the ladder, or broke
+DONE, REJECTED, FAILED = "done", "rejected", "failed"
+OUTCOMES = (DONE, REJECTED, FAILED)

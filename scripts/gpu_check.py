@@ -74,27 +74,20 @@ def trainer_bf16(device: str, budget: int) -> None:
               f"repeat identical: {all(same)}", flush=True)
 
 
-def _mnist1d_tensors():
-    from afsearch.evaluate import get_task
+def packing(device: str, k: int, budget: int) -> None:
+    """The --pack path (evaluate_many with stacked weights) against one evaluation at a time."""
+    from afsearch.evaluate import evaluate, evaluate_many
 
-    data = get_task("mnist1d-mlp").data
-    return data.train.x, data.train.y, data.test.x, data.test.y
-
-
-def packing(device: str, k: int, epochs: int) -> None:
-    from afsearch.execute.packing import train_packed
-
-    section(f"packing on {device}: {k} candidates in one call vs one call each ({epochs} epochs)")
-    xtr, ytr, xte, yte = _mnist1d_tensors()
-    acts = [torch.relu, torch.tanh, torch.nn.functional.gelu, torch.nn.functional.silu] * (k // 4 + 1)
-    acts = acts[:k]
-    train_packed(acts[:2], [0, 1], xtr, ytr, xte, yte, epochs=1, device=device)  # warm-up
+    section(f"packing on {device}: {k} candidates trained together vs one at a time ({budget} steps)")
+    formulas = (FORMULAS * (k // len(FORMULAS) + 1))[:k]
+    common = {"budget": budget, "device": device, "ladder": False, "measure_cost": False}
+    evaluate_many(formulas[:2], "mnist1d-mlp", **{**common, "budget": 20})  # warm-up
     t0 = time.perf_counter()
-    for i, act in enumerate(acts):
-        train_packed([act], [i], xtr, ytr, xte, yte, epochs=epochs, device=device)
+    for i, f in enumerate(formulas):
+        evaluate(f, "mnist1d-mlp", seed=i, **common)
     single = time.perf_counter() - t0
     t0 = time.perf_counter()
-    train_packed(acts, list(range(k)), xtr, ytr, xte, yte, epochs=epochs, device=device)
+    evaluate_many(formulas, "mnist1d-mlp", pack=True, **common)
     packed = time.perf_counter() - t0
     print(f"one at a time {single:.2f} s ({k / single * 60:.0f}/min), packed {packed:.2f} s "
           f"({k / packed * 60:.0f}/min): packing {single / packed:.2f}x")
@@ -142,7 +135,7 @@ def main() -> None:
     q = args.quick
     compiled_vs_eager(args.device, 6 if q else 30)
     trainer_bf16(args.device, 200 if q else 1200)
-    packing(args.device, 8 if q else 64, 1 if q else 5)
+    packing(args.device, 8 if q else 64, 200 if q else 1200)
     fractional(args.device, 2 if q else 6, 100 if q else 1200, (1, 2) if q else (1, 4, 8))
 
 

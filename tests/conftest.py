@@ -4,6 +4,7 @@ pytest session, only when a test asks for it, and shuts it down at the end."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,9 @@ def ray_session() -> Iterator[Any]:
 
     started = not ray.is_initialized()
     if started:
+        # Ray workers import job functions of tests/ by name (tests.executor_jobs)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         ray.init(
             num_cpus=2,
             include_dashboard=False,

@@ -11,7 +11,7 @@ import afsearch
 
 ROOT = Path(afsearch.__file__).parent
 #: modules at the package's top level that any folder may use (leaf modules, no upward arrows)
-SHARED = {"afsearch.errors", "afsearch.files", "afsearch.defaults"}
+SHARED = {"afsearch.errors", "afsearch.files", "afsearch.defaults", "afsearch.jsonsafe"}
 
 
 def _modules() -> dict[str, Path]:

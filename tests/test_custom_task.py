@@ -232,8 +232,8 @@ LOSS_TASK = """
 
 def test_a_loss_task_ranks_lowest_loss_first_everywhere(tmp_path, capsys):
     from afsearch.report.plot import progress
+    from afsearch.report.runs import leaderboard_rows
     from afsearch.search.engine import Search, SearchConfig
-    from afsearch.search.report import leaderboard_rows
     from afsearch.search.validate import validate_run
     from afsearch.store import RunStore
 

@@ -25,7 +25,7 @@ MULTI_NODE = textwrap.dedent(
     import ray
     from ray.cluster_utils import Cluster
     from afsearch.execute import Job, make_executor
-    from afsearch.execute import testing_jobs as tj
+    from tests import executor_jobs as tj
 
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 1, "num_gpus": 1, "include_dashboard": False})
@@ -69,7 +69,7 @@ EMBEDDED = textwrap.dedent(
     """
     import sys
     from afsearch.execute import Job, make_executor
-    from afsearch.execute import testing_jobs as tj
+    from tests import executor_jobs as tj
 
     mode, temp_dir = sys.argv[1], sys.argv[2]
     ex = make_executor("ray", fn=tj.sleep, init_kwargs={"_temp_dir": temp_dir})
@@ -90,7 +90,7 @@ UNREACHABLE = textwrap.dedent(
     import ray
     from afsearch.errors import ExecutorError
     from afsearch.execute import make_executor
-    from afsearch.execute import testing_jobs as tj
+    from tests import executor_jobs as tj
 
     for address in ("127.0.0.1:1", "not-an-address"):
         try:

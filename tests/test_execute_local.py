@@ -7,8 +7,8 @@ import torch
 
 from afsearch.errors import ExecutorError
 from afsearch.execute import Job, LocalExecutor, make_executor
-from afsearch.execute import testing_jobs as tj
 from afsearch.execute._base import short_traceback
+from tests import executor_jobs as tj
 
 
 def test_runs_jobs_serially_and_returns_each_result_once() -> None:
@@ -119,12 +119,3 @@ def test_short_traceback_is_capped() -> None:
     except RuntimeError as exc:
         text = short_traceback(exc)
     assert len(text) <= 1503 and text.startswith("...")
-
-
-def test_packed_training_matches_one_by_one() -> None:
-    names, seeds = ["relu", "tanh", "xsig"], [3, 4, 5]
-    packed = tj.train_mlp_packed({"activations": names, "seeds": seeds})["results"]
-    alone = [tj.train_mlp({"activation": n, "seed": s}) for n, s in zip(names, seeds, strict=True)]
-    for p, a in zip(packed, alone, strict=True):
-        assert p["loss"] == pytest.approx(a["loss"], rel=1e-4)
-        assert p["accuracy"] == pytest.approx(a["accuracy"], abs=0.01)

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from afsearch.candidate import Candidate
 from afsearch.errors import ExecutorError
+from afsearch.evaluate.protocol import EvalRequest, serve
 from afsearch.execute import Executor, Job, JobResult, make_executor
-from afsearch.execute import testing_jobs as tj
+from tests import executor_jobs as tj
 
 
 def drain(ex: Executor, limit_s: float = 60.0) -> list[JobResult]:
@@ -118,16 +120,18 @@ def test_data_is_built_once_per_worker(ray_session: Any) -> None:
 
 def test_ray_and_local_give_the_same_scores(ray_session: Any) -> None:
     jobs = [
-        Job(f"{act}-{seed}", {"activation": act, "seed": seed, "epochs": 2})
-        for act in ("relu", "tanh", "xsig")
+        Job(f"{formula}-{seed}", EvalRequest((Candidate.activation(formula),), "breast-cancer-mlp", 60, (seed,),
+                                             ladder=None, measure_cost=False).to_json())
+        for formula in ("relu(x)", "tanh(x)", "x * sigmoid(x)")
         for seed in (0, 1)
     ]
-    with make_executor("ray", fn=tj.train_mlp) as ex:
+    with make_executor("ray", fn=serve) as ex:
         remote = by_id(list(ex.run_all(jobs)))
-    local = by_id(list(make_executor("local", fn=tj.train_mlp).run_all(jobs)))
+    local = by_id(list(make_executor("local", fn=serve).run_all(jobs)))
     for job in jobs:
         assert remote[job.id].status == local[job.id].status == "done"
-        for key in ("loss", "accuracy"):
+        assert remote[job.id].value["status"] == "done"
+        for key in ("mean_loss", "mean_accuracy", "test_accuracy"):
             assert remote[job.id].value[key] == local[job.id].value[key], job.id
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from afsearch.cli import bounded_int
+from afsearch.defaults import OUTCOMES
 from afsearch.errors import ConfigError, RunStoreError, shorten
 from afsearch.evaluate.metric import get_metric
 from afsearch.search.config import SearchConfig, parse_duration
@@ -130,7 +131,7 @@ def _drive(search: Any, args: argparse.Namespace, observer: Any) -> int:
 
 def _recorded(store: RunStore) -> int:
     counts = store.counts()
-    return sum(counts.by_status[s] for s in ("done", "rejected", "failed"))
+    return sum(counts.by_status[s] for s in OUTCOMES)
 
 
 def _resume_hint(run: Path) -> str:
@@ -268,7 +269,7 @@ def _status(args: argparse.Namespace) -> int:
 
 @_reads_run
 def _leaderboard(args: argparse.Namespace) -> int:
-    from afsearch.search.report import leaderboard_rows
+    from afsearch.report.runs import leaderboard_rows
 
     with _open_ro(args) as store:
         rows = leaderboard_rows(store, top=args.top, pareto=args.pareto)
@@ -281,7 +282,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from afsearch.search.report import ranking_note
+    from afsearch.report.runs import ranking_note
 
     print(("Pareto front; " if args.pareto else "") + ranking_note(rows))
     table = Table()
@@ -368,7 +369,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 @_reads_run
 def show_candidate(args: argparse.Namespace) -> int:
-    from afsearch.search.report import candidate_details
+    from afsearch.report.runs import candidate_details
 
     if args.id is None:
         raise ConfigError("give a candidate id: afsearch show RUN ID (ids are in `afsearch leaderboard RUN`)")
@@ -439,7 +440,7 @@ def export_run(args: argparse.Namespace) -> int:
             except KeyError:
                 raise ConfigError(f"run {store.name} has no candidate {args.candidate_id}; see `afsearch leaderboard {args.run}`") from None
         else:
-            from afsearch.search.report import leaderboard_rows
+            from afsearch.report.runs import leaderboard_rows
 
             rows = [r for r in leaderboard_rows(store, top=10_000) if r["origin"] != BASELINE_ORIGIN][: args.top]
             records = [store.candidate(r["id"]) for r in rows]
@@ -447,9 +448,9 @@ def export_run(args: argparse.Namespace) -> int:
         raise RunStoreError("the run has no finished candidates to export yet")
     for rank, record in enumerate(records, 1):
         if record.kind != "activation":
-            from afsearch.search.report import export_layer
+            from afsearch.compile.export import export_layer
 
-            path = export_layer(record, Path(args.output), f"candidate_{record.id}")
+            path = export_layer(record.genotype, record.formula or "", args.output, f"candidate_{record.id}")
             print(f"layer        {path}")
             continue
         name = args.name or f"candidate_{record.id}"

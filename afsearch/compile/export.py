@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -89,3 +91,13 @@ def export_activation(
             torch.export.save(program, str(tmp))
         written["pt2"] = path
     return written
+
+
+def export_layer(graph: Any, formula: str, out_dir: str | Path, name: str) -> Path:
+    """A layer candidate exports as its JSON graph and readable formula (rebuild the module
+    with `afsearch.layers.LayerGraph.from_json(data["graph"]).build(channels)`)."""
+    out = Path(out_dir)
+    _prepare_dir(out)
+    path = out / f"{name}.layer.json"
+    write_atomic(path, json.dumps({"formula": formula, "graph": graph}, indent=2) + "\n")
+    return path

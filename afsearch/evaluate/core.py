@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from afsearch.candidate import Candidate
+from afsearch.defaults import FAILED
 from afsearch.errors import TaskError, short_traceback
 from afsearch.evaluate import baselines as _baselines
 from afsearch.evaluate.ladder import (
@@ -20,7 +21,7 @@ from afsearch.evaluate.ladder import (
     stability_stage,
 )
 from afsearch.evaluate.packed import packable, train_packed
-from afsearch.evaluate.result import FAILED, EvalResult, SeedResult, StageRecord
+from afsearch.evaluate.result import EvalResult, SeedResult, StageRecord
 from afsearch.evaluate.tasks import DEFAULT_TASK, Task, config_to_json, get_task
 from afsearch.evaluate.trainer import cpu_threads, pick_device, train
 from afsearch.reference import DEFAULT_BASELINES, reference_formula

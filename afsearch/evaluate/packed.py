@@ -18,7 +18,6 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -29,13 +28,13 @@ from afsearch.evaluate.trainer import (
     Data,
     Recipe,
     Report,
+    Split,
     TrainResult,
-    check_refit,
     cpu_threads,
     least_squares_readout,
     loss_fn,
-    lr_at,
     pick_device,
+    train_members,
 )
 from afsearch.expr.parser import parse
 
@@ -96,10 +95,22 @@ class _Pack:
                 torch.stack([member[i](h[k]) for k, member in enumerate(self.acts)])
         return h
 
+    def losses(self, rows: list[torch.Tensor], data: Data, autocast: Callable) -> torch.Tensor:
+        """Each member's mean loss on its batch, [K], in one call."""
+        idx = torch.stack(rows)  # [K, B]
+        with autocast():
+            out = self.forward(data.train.x[idx]).float()
+        y = data.train.y[idx]
+        k, b = out.shape[:2]
+        if data.regression:
+            return nn.functional.mse_loss(out, y, reduction="none").reshape(k, -1).mean(1)
+        return nn.functional.cross_entropy(out.reshape(k * b, -1), y.reshape(-1), reduction="none").reshape(k, b).mean(1)
+
     @torch.no_grad()
-    def refit_readout(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def refit_readout(self, split: Split) -> None:
         """Each member's output layer set to its least-squares readout (`Recipe.refit_readout`);
         a member whose features are not finite keeps its own."""
+        x, y = split.x, split.y
         features = self.features(x.expand(len(self.acts), *x.shape)).float()
         for k in range(features.shape[0]):
             fit = least_squares_readout(features[k], y)
@@ -137,7 +148,8 @@ class _Pack:
         return optimizer
 
     @torch.no_grad()
-    def measure(self, x: torch.Tensor, y: torch.Tensor, regression: bool, autocast) -> list[tuple[float, float]]:
+    def measure(self, split: Split, regression: bool, autocast: Callable) -> list[tuple[float, float]]:
+        x, y = split.x, split.y
         with autocast():
             out = self.forward(x.expand(len(self.acts), *x.shape)).float()
         results = []
@@ -190,9 +202,7 @@ def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, re
     if k_total != len(seeds) or not k_total:
         raise ValueError("need one seed per model, and at least one model")
     reports = list(reports or [None] * k_total)
-    check_refit(recipe, data)
     dev = pick_device(device)
-    autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else nullcontext)
     with cpu_threads(threads, dev):
         start = time.perf_counter()
         data = data.to(dev)
@@ -200,91 +210,9 @@ def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, re
         for build, seed in zip(build_models, seeds, strict=True):
             torch.manual_seed(seed)
             models.append(build())
-        pack = _Pack(models, dev)
-        if recipe.refit_readout:
-            pack.refit_readout(data.train.x, data.train.y)
-        opt = torch.optim.AdamW(pack.params(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True) \
-            if recipe.optimizer == "adamw" else torch.optim.SGD(pack.params(), lr=recipe.lr, momentum=0.9,
-                                                                 nesterov=True, weight_decay=recipe.weight_decay)
-        gens = [torch.Generator(device=dev).manual_seed(s) for s in seeds]
-        checks = {s for s in eval_steps if 0 < s < recipe.steps}
-        if recipe.eval_every:
-            checks |= set(range(recipe.eval_every, recipe.steps, recipe.eval_every))
-        n, bs = len(data.train), min(recipe.batch_size, len(data.train))
-        live = list(range(k_total))  # member index of each pack row
-        orders = [torch.empty(0, dtype=torch.long, device=dev)] * k_total
-        positions = [n] * k_total
-        histories: list[list[tuple[int, float, float]]] = [[] for _ in range(k_total)]
-        finished: dict[int, TrainResult] = {}
-        flags = {k: (False, False) for k in range(k_total)}  # (stopped, diverged)
-        ended_at = dict.fromkeys(range(k_total), 0)
-        step = 0
-        while step < recipe.steps and live:
-            rows = []
-            for k in live:
-                if positions[k] + bs > n:
-                    orders[k], positions[k] = torch.randperm(n, generator=gens[k], device=dev), 0
-                rows.append(orders[k][positions[k]:positions[k] + bs])
-                positions[k] += bs
-            idx = torch.stack(rows)  # [K, B]
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, recipe)
-            with autocast():
-                out = pack.forward(data.train.x[idx]).float()
-            losses = _member_losses(out, data.train.y[idx], data.regression)
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            opt.step()
-            step += 1
-            if step in checks or step == recipe.steps:
-                if recipe.refit_readout:
-                    pack.refit_readout(data.train.x, data.train.y)
-                measured = pack.measure(data.val.x, data.val.y, data.regression, autocast)
-                drop = []
-                for r, k in enumerate(live):
-                    if not math.isfinite(float(losses[r].detach())):
-                        histories[k].append((step, 0.0, math.inf))
-                        if reports[k] is not None:
-                            reports[k](step, 0.0, math.inf)
-                        flags[k] = (False, True)
-                        drop.append(r)
-                        continue
-                    acc, vloss = measured[r]
-                    histories[k].append((step, acc, vloss))
-                    report = reports[k]
-                    if report is not None and not report(step, acc, vloss) and step < recipe.steps:
-                        flags[k] = (True, False)
-                        drop.append(r)
-                if drop or step == recipe.steps:
-                    tests = pack.measure(data.test.x, data.test.y, data.regression, autocast)
-                    for r, k in enumerate(live):
-                        if r in drop or step == recipe.steps:
-                            ended_at[k] = step
-                            finished[k] = _result(histories[k], tests[r], step, flags[k])
-                if drop and step < recipe.steps:
-                    keep = [r for r in range(len(live)) if r not in drop]
-                    live = [live[r] for r in keep]
-                    if live:
-                        opt = pack.keep(keep, opt)
+        results = train_members(_Pack(models, dev), data, recipe, seeds, reports, eval_steps, dev)
         wall = time.perf_counter() - start
-    total_steps = sum(ended_at.values()) or 1
-    results = []
-    for k in range(k_total):
-        res = finished[k]
-        res.seconds = wall * ended_at[k] / total_steps
-        results.append(res)
+    total_steps = sum(r.steps for r in results) or 1
+    for r in results:
+        r.seconds = wall * r.steps / total_steps
     return results
-
-
-def _member_losses(out: torch.Tensor, y: torch.Tensor, regression: bool) -> torch.Tensor:
-    """Each member's mean loss, [K], in one call: out [K, B, C], y [K, B] (or [K, B, C])."""
-    k, b = out.shape[:2]
-    if regression:
-        return nn.functional.mse_loss(out, y, reduction="none").reshape(k, -1).mean(1)
-    return nn.functional.cross_entropy(out.reshape(k * b, -1), y.reshape(-1), reduction="none").reshape(k, b).mean(1)
-
-
-def _result(history: list[tuple[int, float, float]], test: tuple[float, float], step: int,
-            flags: tuple[bool, bool]) -> TrainResult:
-    val_acc, val_loss = history[-1][1:] if history else (0.0, math.inf)
-    return TrainResult(val_acc, val_loss, test[0], test[1], step, 0.0, flags[0], flags[1], list(history))

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from afsearch.candidate import Candidate
+from afsearch.defaults import FAILED
 from afsearch.errors import AfsearchError
 from afsearch.evaluate.ladder import LadderConfig
-from afsearch.evaluate.result import FAILED, EvalResult
+from afsearch.evaluate.result import EvalResult
 
 if TYPE_CHECKING:
     from afsearch.execute import JobResult

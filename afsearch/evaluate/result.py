@@ -8,9 +8,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from afsearch.defaults import DONE, REJECTED
 from afsearch.evaluate.metric import Metric, get_metric
-
-DONE, REJECTED, FAILED = "done", "rejected", "failed"
+from afsearch.jsonsafe import NON_FINITE, float_from_json, json_safe
 
 
 @dataclass
@@ -119,7 +119,7 @@ class EvalResult:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        return _finite_json(data)
+        return json_safe(data)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvalResult:
@@ -136,25 +136,13 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-# JSON has no inf/nan: encode them as strings so the output is strict JSON.
-def _finite_json(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "inf", "-inf", "nan"
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
-    return value
-
-
-_FLOAT_STRINGS = {"inf", "-inf", "nan"}
 _FLOAT_FIELDS = {"mean_loss", "std_loss", "val_loss", "test_loss", "val_accuracy",
                  "test_accuracy", "mean_accuracy", "e_param"}
 
 
 def _from_json_floats(value: Any, key: str | None = None) -> Any:
-    if isinstance(value, str) and value in _FLOAT_STRINGS and key in _FLOAT_FIELDS | {"_stat"}:
-        return float(value)
+    if isinstance(value, str) and value in NON_FINITE and key in _FLOAT_FIELDS | {"_stat"}:
+        return float_from_json(value)
     if isinstance(value, dict):
         inner = "_stat" if key == "stats" else None
         return {k: _from_json_floats(v, inner or k) for k, v in value.items()}

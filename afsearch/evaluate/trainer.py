@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -108,13 +109,12 @@ def check_device(device: str | None, *, here: bool = True) -> None:
                           f"(cuda:0 .. cuda:{visible - 1})")
 
 
-def _make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(params: list[torch.Tensor], recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimizer over `params` (one definition for single and packed training)."""
     if recipe.optimizer == "adamw":
         # fused: one kernel per step for all parameters (~25% faster than foreach for these
         # small models on CPU, also on CUDA)
-        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                                 fused=True)
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, nesterov=True,
                                weight_decay=recipe.weight_decay, foreach=True)
@@ -203,6 +203,55 @@ def cpu_threads(threads: int | None, device: torch.device | None = None) -> Iter
         torch.set_num_threads(old)
 
 
+class Members(Protocol):
+    """What the training loop trains: K models stepped together (K = 1 for one model; a pack
+    of stacked MLPs in `afsearch.evaluate.packed`). Row r of every batch belongs to the r-th
+    member still live."""
+
+    def params(self) -> list[torch.Tensor]: ...
+
+    def losses(self, rows: list[torch.Tensor], data: Data, autocast: Callable) -> torch.Tensor:
+        """Each live member's mean training loss on its batch (`rows[r]` indexes data.train)."""
+
+    def measure(self, split: Split, regression: bool, autocast: Callable) -> list[tuple[float, float]]:
+        """(accuracy, loss) of each live member on a split."""
+
+    def refit_readout(self, split: Split) -> None: ...
+
+    def keep(self, rows: list[int], optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Cut down to the members at `rows`, carrying their optimizer state."""
+
+
+class _OneModel:
+    """`Members` for a single model of any architecture."""
+
+    def __init__(self, model: nn.Module, regression: bool) -> None:
+        self.model = model
+        self.criterion = loss_fn(regression)
+
+    def params(self) -> list[torch.Tensor]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def losses(self, rows: list[torch.Tensor], data: Data, autocast: Callable) -> torch.Tensor:
+        with autocast():
+            out = self.model(data.train.x[rows[0]])
+        return self.criterion(out.float(), data.train.y[rows[0]]).reshape(1)
+
+    def measure(self, split: Split, regression: bool, autocast: Callable) -> list[tuple[float, float]]:
+        return [measure(self.model, split, regression, autocast=autocast)]
+
+    def refit_readout(self, split: Split) -> None:
+        refit_readout(self.model, split)
+
+    def keep(self, rows: list[int], optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        raise AssertionError("one model is never cut down: its run just ends")  # pragma: no cover
+
+
+def autocast_for(device: torch.device) -> Callable:
+    """bf16 autocast on CUDA (weights and optimizer stay float32); nothing on the CPU."""
+    return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+
+
 def train(build_model: Callable[[], nn.Module], data: Data, recipe: Recipe, seed: int = 0,
           report: Report | None = None, eval_steps: Sequence[int] = (),
           device: str | None = None, threads: int | None = 1) -> TrainResult:
@@ -210,56 +259,90 @@ def train(build_model: Callable[[], nn.Module], data: Data, recipe: Recipe, seed
     `recipe.steps` steps. Validation runs at every step in `eval_steps`, every
     `recipe.eval_every` steps, and at the end; each is passed to `report`."""
     dev = pick_device(device)
-    autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda"
-                else nullcontext)
-    check_refit(recipe, data)
     with cpu_threads(threads, dev):
         start = time.perf_counter()
         data = data.to(dev)
         torch.manual_seed(seed)
         model = build_model().to(dev)
         model.train()
-        if recipe.refit_readout:  # trainable constants then start against the best readout
-            refit_readout(model, data.train)
-        opt = _make_optimizer(model, recipe)
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        criterion = loss_fn(data.regression)
-        checks = {s for s in eval_steps if 0 < s < recipe.steps}
-        if recipe.eval_every:
-            checks |= set(range(recipe.eval_every, recipe.steps, recipe.eval_every))
-        n, bs = len(data.train), min(recipe.batch_size, len(data.train))
-        order, pos = torch.empty(0, dtype=torch.long, device=dev), n
-        history: list[tuple[int, float, float]] = []
-        stopped = diverged = False
-        step = 0
-        while step < recipe.steps:
-            if pos + bs > n:
-                order, pos = torch.randperm(n, generator=gen, device=dev), 0
-            idx = order[pos:pos + bs]
-            pos += bs
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, recipe)
-            with autocast():
-                loss = criterion(model(data.train.x[idx]).float(), data.train.y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step in checks or step == recipe.steps:
-                if not math.isfinite(float(loss.detach())):
-                    diverged = True
-                    history.append((step, 0.0, math.inf))
-                    if report is not None:
-                        report(step, 0.0, math.inf)
-                    break
-                if recipe.refit_readout:
-                    refit_readout(model, data.train)
-                acc, vloss = measure(model, data.val, data.regression, autocast=autocast)
-                history.append((step, acc, vloss))
-                if report is not None and not report(step, acc, vloss) and step < recipe.steps:
-                    stopped = True
-                    break
-        test_acc, test_loss = measure(model, data.test, data.regression, autocast=autocast)
-        val_acc, val_loss = history[-1][1:] if history else (0.0, math.inf)
-        return TrainResult(val_acc, val_loss, test_acc, test_loss, step,
-                           time.perf_counter() - start, stopped, diverged, history)
+        (result,) = train_members(_OneModel(model, data.regression), data, recipe, [seed], [report],
+                                  eval_steps, dev)
+        result.seconds = time.perf_counter() - start
+        return result
+
+
+def train_members(members: Members, data: Data, recipe: Recipe, seeds: Sequence[int],
+                  reports: Sequence[Report | None], eval_steps: Sequence[int],
+                  dev: torch.device) -> list[TrainResult]:
+    """The one training loop. Member k draws its batches epoch-wise from its own generator
+    seeded with seeds[k]; the loss stepped is the sum of the members' losses, so each gets
+    exactly its own gradient. At every check step each member is validated and told its
+    `report`; a member whose report returns False, or whose training loss turned non-finite,
+    leaves the pack (its test values are measured then). `seconds` is left 0 for the caller.
+    `data` must already be on `dev`."""
+    k_total = len(seeds)
+    check_refit(recipe, data)
+    autocast = autocast_for(dev)
+    if recipe.refit_readout:  # trainable constants then start against the best readout
+        members.refit_readout(data.train)
+    opt = make_optimizer(members.params(), recipe)
+    gens = [torch.Generator(device=dev).manual_seed(s) for s in seeds]
+    checks = {s for s in eval_steps if 0 < s < recipe.steps}
+    if recipe.eval_every:
+        checks |= set(range(recipe.eval_every, recipe.steps, recipe.eval_every))
+    n, bs = len(data.train), min(recipe.batch_size, len(data.train))
+    live = list(range(k_total))  # member index of each pack row
+    orders = [torch.empty(0, dtype=torch.long, device=dev)] * k_total
+    positions = [n] * k_total
+    histories: list[list[tuple[int, float, float]]] = [[] for _ in range(k_total)]
+    finished: dict[int, TrainResult] = {}
+    step = 0
+    while step < recipe.steps and live:
+        rows = []
+        for k in live:
+            if positions[k] + bs > n:
+                orders[k], positions[k] = torch.randperm(n, generator=gens[k], device=dev), 0
+            rows.append(orders[k][positions[k]:positions[k] + bs])
+            positions[k] += bs
+        lr = lr_at(step, recipe)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        losses = members.losses(rows, data, autocast)
+        opt.zero_grad(set_to_none=True)
+        (losses.sum() if len(live) > 1 else losses[0]).backward()
+        opt.step()
+        step += 1
+        if step not in checks and step != recipe.steps:
+            continue
+        if recipe.refit_readout:
+            members.refit_readout(data.train)
+        finite = [math.isfinite(float(v)) for v in losses.detach()]
+        measured = members.measure(data.val, data.regression, autocast) if any(finite) else []
+        ended: dict[int, tuple[bool, bool]] = {}  # pack row -> (stopped, diverged)
+        for r, k in enumerate(live):
+            if not finite[r]:
+                histories[k].append((step, 0.0, math.inf))
+                if reports[k] is not None:
+                    reports[k](step, 0.0, math.inf)
+                ended[r] = (False, True)
+                continue
+            acc, vloss = measured[r]
+            histories[k].append((step, acc, vloss))
+            report = reports[k]
+            if report is not None and not report(step, acc, vloss) and step < recipe.steps:
+                ended[r] = (True, False)
+        if step == recipe.steps:
+            ended = {r: ended.get(r, (False, False)) for r in range(len(live))}
+        if not ended:
+            continue
+        tests = members.measure(data.test, data.regression, autocast)
+        for r, (stopped, diverged) in ended.items():
+            k = live[r]
+            val_acc, val_loss = histories[k][-1][1:]
+            finished[k] = TrainResult(val_acc, val_loss, *tests[r], step, 0.0, stopped, diverged,
+                                      list(histories[k]))
+        keep = [r for r in range(len(live)) if r not in ended]
+        if keep and ended:
+            opt = members.keep(keep, opt)
+        live = [live[r] for r in keep]
+    return [finished[k] for k in range(k_total)]

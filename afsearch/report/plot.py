@@ -21,9 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from afsearch.compile import compile_activation  # noqa: E402
+from afsearch.defaults import OUTCOMES  # noqa: E402
 from afsearch.errors import AfsearchError, ConfigError, shorten  # noqa: E402
 from afsearch.reference import get_reference  # noqa: E402
-from afsearch.search.report import BASELINE, leaderboard_rows, main_task_and_steps, run_metric  # noqa: E402
+from afsearch.report.runs import BASELINE, leaderboard_rows, main_task_and_steps, run_metric  # noqa: E402
 from afsearch.store import EvaluationRecord, RunStore  # noqa: E402
 
 REFERENCE_CURVES = ("relu", "gelu", "silu")
@@ -123,7 +124,7 @@ def progress(store: RunStore) -> Progress:
     n = 0
     baselines = []
     for ev, origin in _all_evaluations(store):
-        if ev.task != task or ev.budget != steps or ev.status not in ("done", "rejected", "failed"):
+        if ev.task != task or ev.budget != steps or ev.status not in OUTCOMES:
             continue
         if origin == BASELINE:
             if ev.score is not None:
@@ -169,7 +170,7 @@ def funnel_counts(store: RunStore) -> tuple[list[tuple[str, int]], int]:
     once per run, not candidates the ladder screened)."""
     search, baselines = [], 0
     for ev, origin in _all_evaluations(store):
-        if ev.status not in ("done", "rejected", "failed"):
+        if ev.status not in OUTCOMES:
             continue
         if origin == BASELINE:
             baselines += 1

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from afsearch.candidate import Candidate
+from afsearch.defaults import DONE, REJECTED
 from afsearch.errors import AfsearchError, ConfigError, RunStoreError
 from afsearch.evaluate.ladder import LadderConfig
 from afsearch.evaluate.protocol import EvalReply, EvalRequest
@@ -371,7 +372,7 @@ class Search:
             results: dict[str, dict[str, Any]] = {}
             for task in self.config.tasks:
                 cached = self.store.result_for(fp, task, self.train_seeds[0], self.config.steps_for(task))
-                if cached is not None and cached.status in ("done", "rejected"):
+                if cached is not None and cached.status in (DONE, REJECTED):
                     results[task] = cached.metrics or {"status": cached.status}
                     continue
                 waiting = self.state.pending_for(fp, task)

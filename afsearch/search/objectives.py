@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from afsearch.defaults import FAILED, REJECTED
 from afsearch.evaluate.result import EvalResult
 from afsearch.search.strategies.base import Outcome
 
@@ -17,7 +18,7 @@ def outcome_from_results(results: dict[str, EvalResult | None], objectives: list
     ok = [r for r in results.values() if r is not None and r.ok and math.isfinite(r.score)]
     if len(ok) != len(results):
         statuses = [r.status if r is not None else "failed" for r in results.values()]
-        status = "failed" if "failed" in statuses else "rejected"
+        status = FAILED if FAILED in statuses else REJECTED
         intermediate = intermediate_values(next((r for r in results.values() if r is not None), None))
         return Outcome(-math.inf, [-math.inf] * _n_objectives(objectives, len(results)), status, intermediate)
     score = sum(r.score for r in ok) / len(ok)

@@ -22,16 +22,16 @@ from afsearch.evaluate.metric import Metric
 from afsearch.evaluate.protocol import WORKER_STAGE, EvalReply, EvalRequest
 from afsearch.execute import Executor, Job
 from afsearch.reference import get_reference
-from afsearch.search.config import SearchConfig
-from afsearch.search.events import SearchEvent
-from afsearch.search.preflight import executor_for
-from afsearch.search.report import (
+from afsearch.report.runs import (
     BASELINE,
     VALIDATION_FILE,
     leaderboard_rows,
     main_task_and_steps,
     run_metric,
 )
+from afsearch.search.config import SearchConfig
+from afsearch.search.events import SearchEvent
+from afsearch.search.preflight import executor_for
 from afsearch.search.seeding import derive_seed
 from afsearch.store import RunStore, ValidationResult, rank_key, write_atomic
 

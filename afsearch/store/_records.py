@@ -8,14 +8,12 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from afsearch.defaults import DONE, FAILED, OUTCOMES, REJECTED  # noqa: F401 - re-exported for the store
 from afsearch.errors import RunStoreError
 
 QUEUED = "queued"
 RUNNING = "running"
-DONE = "done"
-REJECTED = "rejected"
-FAILED = "failed"
-FINISHED_STATUSES = (DONE, REJECTED, FAILED)
+FINISHED_STATUSES = OUTCOMES
 
 
 def decode_json(text: Any, column: str, where: tuple[str, str, Any], kind: type | None = None,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from afsearch.errors import ConfigError
+from afsearch.jsonsafe import float_from_json, json_safe
 from afsearch.rng import seeded_global_random
 from afsearch.spaces.base import Genotype, SearchSpace
 
@@ -75,12 +76,12 @@ class Outcome:
             self.objectives = [-math.inf] * len(self.objectives)
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": _json_float(self.score), "objectives": [_json_float(v) for v in self.objectives],
+        return {"score": json_safe(self.score), "objectives": [json_safe(v) for v in self.objectives],
                 "status": self.status, "intermediate": [list(p) for p in self.intermediate]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outcome:
-        return cls(_from_json_float(data["score"]), [_from_json_float(v) for v in data.get("objectives", [])],
+        return cls(float_from_json(data["score"]), [float_from_json(v) for v in data.get("objectives", [])],
                    data.get("status", "done"), [(int(s), float(v)) for s, v in data.get("intermediate", [])])
 
 
@@ -90,14 +91,6 @@ def finite_or_worst(value: float | None) -> float:
         return -math.inf
     value = float(value)
     return value if math.isfinite(value) else -math.inf
-
-
-def _json_float(value: float) -> float | str:
-    return value if math.isfinite(value) else "-inf"
-
-
-def _from_json_float(value: float | str) -> float:
-    return -math.inf if value == "-inf" else float(value)
 
 
 def genotype_id(genotype: Genotype) -> str:
@@ -117,13 +110,13 @@ def make_entry(proposal: Proposal, outcome: Outcome, age: int) -> dict[str, Any]
 
 
 def entries_to_json(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**e, "score": _json_float(e["score"]), "objectives": [_json_float(v) for v in e["objectives"]]}
+    return [{**e, "score": json_safe(e["score"]), "objectives": [json_safe(v) for v in e["objectives"]]}
             for e in entries]
 
 
 def entries_from_json(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**e, "score": _from_json_float(e["score"]),
-             "objectives": [_from_json_float(v) for v in e["objectives"]]} for e in data]
+    return [{**e, "score": float_from_json(e["score"]),
+             "objectives": [float_from_json(v) for v in e["objectives"]]} for e in data]
 
 
 def rng_state(rng: random.Random) -> list[Any]:

@@ -3,9 +3,7 @@ candidate's details, exporting layer candidates. Read-only: works while a search
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 from afsearch.defaults import DEFAULT_TASK
@@ -13,10 +11,8 @@ from afsearch.evaluate.metric import Metric, get_metric
 from afsearch.search.config import steps_for, task_metric
 from afsearch.store import (
     BASELINE_ORIGIN,
-    CandidateRecord,
     RunStore,
     ValidationRecord,
-    write_atomic,
 )
 
 BASELINE = BASELINE_ORIGIN
@@ -167,11 +163,3 @@ def _parent_ids(store: RunStore, fingerprints: tuple[str, ...]) -> list[int | No
         parent = store.candidate_by_fingerprint(fp)
         ids.append(None if parent is None else parent.id)
     return ids
-
-
-def export_layer(record: CandidateRecord, out_dir: Path, name: str) -> Path:
-    """Layer candidates export as their JSON graph (rebuild with LayerGraph.from_json)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.layer.json"
-    write_atomic(path, json.dumps({"formula": record.formula, "graph": record.genotype}, indent=2) + "\n")
-    return path
