@@ -12,7 +12,8 @@ from afsearch.compile.export import export_activation
 from afsearch.errors import AfsearchError
 from afsearch.evaluate.screen import screen
 from afsearch.expr import canonical_form, fingerprint, parse
-from afsearch.reference import REFERENCES, get_reference
+from afsearch.expr.primitives import Primitive, register_primitive
+from afsearch.reference import REFERENCES, get_reference, register_reference
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,10 @@ _LAZY: dict[str, str] = {
     "TASKS": "afsearch.evaluate",
     "load_space": "afsearch.spaces",
     "CustomTask": "afsearch.evaluate.custom",
+    "register_space_kind": "afsearch.spaces",
+    "Strategy": "afsearch.search.strategies.base",
+    "Proposal": "afsearch.search.strategies.base",
+    "Outcome": "afsearch.search.strategies.base",
 }
 
 
@@ -44,9 +49,13 @@ __all__ = [
     "REFERENCES",
     "AfsearchError",
     "Candidate",
+    "Outcome",
+    "Primitive",
+    "Proposal",
     "Search",
     "SearchConfig",
     "SearchSummary",
+    "Strategy",
     "TASKS",
     "canonical_form",
     "compile_activation",
@@ -61,5 +70,8 @@ __all__ = [
     "parse",
     "patch_activations",
     "patch_functional_activations",
+    "register_primitive",
+    "register_reference",
+    "register_space_kind",
     "screen",
 ]

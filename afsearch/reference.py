@@ -77,6 +77,23 @@ _ALIASES = {"leakyrelu": "leaky_relu", "squaredrelu": "squared_relu", "relu2": "
 DEFAULT_BASELINES = ("relu", "gelu", "silu", "tanh", "elu")
 
 
+def register_reference(name: str, formula: str, description: str = "") -> Reference:
+    """Add a reference activation (a baseline or seed) for this process, e.g. your current
+    production activation: ``register_reference("mine", "x * tanh(softplus(beta * x))")``.
+    The formula must parse; the name must be new (lower-case letters, digits, _)."""
+    from afsearch.expr.parser import parse
+
+    key = name.strip().lower()
+    if not key or not all(c.isalnum() or c == "_" for c in key) or len(key) > 40:
+        raise ExpressionError(f"reference name {name!r}: use lower-case letters, digits and _ (at most 40)")
+    if key in REFERENCES or key in _ALIASES:
+        raise ExpressionError(f"reference {key!r} already exists")
+    parse(formula)  # a malformed formula fails here, with its position
+    ref = Reference(key, formula, description or formula)
+    REFERENCES[key] = ref
+    return ref
+
+
 def get_reference(name: str) -> Reference:
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)

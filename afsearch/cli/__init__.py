@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from afsearch.errors import AfsearchError, shorten
 
 #: modules under afsearch.cli that each define `register(subparsers)`; order = order in --help
-COMMAND_MODULES = ("expr_cmds", "eval_cmd", "spaces_cmd", "run_cmds")
+COMMAND_MODULES = ("expr_cmds", "eval_cmd", "spaces_cmd", "search_cmds", "inspect_cmds")
 
 
 class _Parser(argparse.ArgumentParser):

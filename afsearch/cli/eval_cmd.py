@@ -49,7 +49,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from afsearch.evaluate.trainer import check_device
 
     expr, _ = formula_from_args(args)
-    from afsearch.cli.run_cmds import key_value_options
+    from afsearch.cli.common import key_value_options
 
     config = key_value_options(args.task_option)
     if args.data_dir:

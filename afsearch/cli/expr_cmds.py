@@ -1,7 +1,7 @@
 """`afsearch show` and `afsearch export` for a formula or a reference activation.
 
 Both commands also take a run (``show RUN ID``, ``export RUN --top K | --id ID``); those forms
-are served by afsearch.cli.run_cmds when a run is given."""
+are served by afsearch.cli.inspect_cmds when a run is given."""
 
 from __future__ import annotations
 
@@ -53,9 +53,9 @@ def describe_formula(expr: Expr) -> dict[str, object]:
 
 def _show(args: argparse.Namespace) -> int:
     if args.run is not None:
-        from afsearch.cli import run_cmds
+        from afsearch.cli import inspect_cmds
 
-        return run_cmds.show_candidate(args)
+        return inspect_cmds.show_candidate(args)
     info = describe_formula(formula_from_args(args)[0])
     if args.json:
         print(json.dumps(info))
@@ -76,9 +76,9 @@ def _show(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     if args.run is not None:
-        from afsearch.cli import run_cmds
+        from afsearch.cli import inspect_cmds
 
-        return run_cmds.export_run(args)
+        return inspect_cmds.export_run(args)
     expr, name = formula_from_args(args)
     formats = parse_formats(args.format)
     written = export_activation(expr, args.output, args.name or name, formats)

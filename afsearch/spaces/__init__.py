@@ -26,8 +26,9 @@ from afsearch.spaces.toml_schema import load_toml, require
 #: installs packages unzipped, and space files are read (and named to users) by path.
 SPACES_DIR = Path(str(importlib.resources.files("afsearch") / "search_spaces"))
 
-#: kind -> (module, loader function); modules are imported on first use (gp imports DEAP)
-KINDS: dict[str, tuple[str, str]] = {
+#: kind -> (module, loader function); modules are imported on first use (gp imports DEAP).
+#: `register_space_kind` adds a kind whose loader is a callable.
+KINDS: dict[str, tuple[str, str] | Callable[[Path], SearchSpace]] = {
     "swish": ("afsearch.spaces.swish", "load_swish_space"),
     "gp": ("afsearch.spaces.gp", "load_gp_space"),
     "eafo": ("afsearch.spaces.eafo", "load_eafo_space"),
@@ -67,9 +68,23 @@ def space_kind(path: str | Path) -> str:
     return require(load_toml(path), "kind", str, path, allowed=list(KINDS))
 
 
-def loader(kind: str) -> Callable[[str | Path], SearchSpace]:
-    module, function = KINDS[kind]
+def loader(kind: str) -> Callable[[Path], SearchSpace]:
+    entry = KINDS[kind]
+    if callable(entry):
+        return entry
+    module, function = entry
     return getattr(importlib.import_module(module), function)
+
+
+def register_space_kind(kind: str, load: Callable[[Path], SearchSpace]) -> None:
+    """Add a space kind for this process: space files with ``kind = "<kind>"`` are then loaded
+    by ``load(path)``, which returns a `SearchSpace` (see `afsearch.spaces.base`). Its candidates
+    are formulas or layer graphs, so workers need nothing registered."""
+    if not isinstance(kind, str) or not kind.isidentifier() or kind in KINDS:
+        raise SpaceError(f"space kind {kind!r}: must be a new identifier (taken: {', '.join(KINDS)})")
+    if not callable(load):
+        raise SpaceError(f"space kind {kind!r}: the loader must be callable")
+    KINDS[kind] = load
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
@@ -87,6 +102,7 @@ __all__ = [
     "SearchSpace",
     "list_spaces",
     "load_space",
+    "register_space_kind",
     "space_kind",
     "space_path",
 ]

@@ -1,0 +1,88 @@
+"""Helpers the command modules share: KEY=VALUE options, the RUN argument, opening a run
+read-only, candidate ids, and the one-line form of a validation row."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from afsearch.errors import ConfigError, shorten
+from afsearch.store import (
+    RunStore,
+    damage_guard,
+    resolve_run,
+)
+
+#: the largest candidate id (SQLite's 64-bit integers) and --top value accepted
+MAX_ID = 2**63 - 1
+
+
+MAX_TOP = 10_000
+
+
+def key_value_options(items: list[str] | None, flag: str = "--task-option",
+                 example: str = "planted='sin(x)'") -> dict[str, Any]:
+    """KEY=VALUE items as a dict (numbers and true/false converted)."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {item!r}: write KEY=VALUE, e.g. {example}")
+        options[key.strip()] = scalar(value.strip())
+    return options
+
+
+def scalar(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def add_run_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory, or a run name under --runs-dir")
+    parser.add_argument("--runs-dir", default="runs", help="where runs live (default: runs/)")
+
+
+def open_ro(args: argparse.Namespace) -> RunStore:
+    return RunStore.open(resolve_run(args.run, args.runs_dir), "ro")
+
+
+def reads_run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """For a command that reads a run and prints it: a damaged record anywhere on the way is
+    a one-line error naming the run (see `damage_guard`), not a traceback."""
+    @functools.wraps(handler)
+    def reads(args: argparse.Namespace) -> int:
+        with damage_guard(Path(args.run).name):
+            return handler(args)
+    return reads
+
+
+def candidate_id(text: str) -> int:
+    try:
+        value = int(text.lstrip("#"))
+    except ValueError:
+        raise ConfigError(f"candidate id must be a number, got {shorten(text)}") from None
+    if not 1 <= value <= MAX_ID:  # SQLite integers are 64-bit: a larger id would overflow
+        raise ConfigError(f"candidate id must be between 1 and {MAX_ID}, got {shorten(value)}")
+    return value
+
+
+def validation_line(row: dict[str, Any]) -> str:
+    if row.get("mean") is None:
+        return f"   failed      {row['formula']}  [{row.get('error', 'no result')}]"
+    if row.get("baseline"):
+        mark = f"baseline {row.get('name', '')}".strip()
+    else:
+        mark = "beats best baseline" if row.get("beats_baseline") else "not shown better than best baseline"
+        if row.get("p_value") is not None:
+            mark += f", p={row['p_value']:.3g}"
+    std = "-" if row.get("std") is None else f"{row['std']:.4f}"
+    return f"{row['mean']:.4f} ± {std}  {row['formula']}  [{mark}]"
