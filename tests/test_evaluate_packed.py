@@ -57,3 +57,14 @@ def test_payload_with_candidates():
 def test_only_mlps_are_packable():
     assert packable(get_task("breast-cancer-mlp").model(lambda: __import__("torch").nn.ReLU()))
     assert not packable(get_task("digits-cnn").model(lambda: __import__("torch").nn.ReLU()))
+
+
+def test_seeds_of_one_candidate_train_as_a_pack_with_the_same_scores():
+    kw = dict(budget=60, seeds=3, measure_cost=False)
+    packed = evaluate("x * tanh(x) + sin(x)", "breast-cancer-mlp", pack=True, **kw)
+    alone = evaluate("x * tanh(x) + sin(x)", "breast-cancer-mlp", pack=False, **kw)
+    assert packed.status == alone.status == "done"
+    assert [s.seed for s in packed.per_seed] == [s.seed for s in alone.per_seed] == [0, 1, 2]
+    for p, a in zip(packed.per_seed, alone.per_seed, strict=True):
+        assert p.val_loss == pytest.approx(a.val_loss, rel=1e-4)
+        assert p.test_accuracy == pytest.approx(a.test_accuracy, abs=0.02)

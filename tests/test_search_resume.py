@@ -52,12 +52,16 @@ def board(runs: Path, name: str) -> list[tuple[str, float]]:
 
 
 def test_local_backend_kill_resume_matches_uninterrupted_run(tmp_path):
+    """Packed (3 candidates per job, so each kill lands while a pack trains): a resumed run
+    submits the interrupted pack again with the same members, and every score repeats bit for
+    bit (the leaderboard compares scores to 6 decimals and their order)."""
     runs = tmp_path / "runs"
-    ref = cli("search", *COMMON, "--backend", "local", "--name", "straight", runs=runs)
+    packed = [*COMMON, "--pack", "3"]
+    ref = cli("search", *packed, "--backend", "local", "--name", "straight", runs=runs)
     assert ref.returncode == 0, ref.stderr
 
     db = runs / "killed" / "afsearch.db"
-    start_and_kill(["search", *COMMON, "--backend", "local", "--name", "killed"], runs, db, at=2)
+    start_and_kill(["search", *packed, "--backend", "local", "--name", "killed"], runs, db, at=2)
     for at in (5, 8):
         start_and_kill(["resume", "killed", "--quiet"], runs, db, at=at)
     done = cli("resume", "killed", "--quiet", runs=runs)

@@ -46,14 +46,15 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
              budget: int | None = None, seed: int | Sequence[int] = 0, seeds: int = 1,
              ladder: bool | dict[str, Any] | LadderConfig = True, *, task_config: Any = None,
              device: str | None = None, threads: int | None = 1, baselines: bool = False,
-             measure_cost: bool = True) -> EvalResult:
+             measure_cost: bool = True, pack: bool = True) -> EvalResult:
     """Evaluate `candidate` (a Candidate, or a formula string) on `task` (name or Task) for
     `budget` steps (default: the task's) with seeds `seed .. seed+seeds-1` (or an explicit
     list). Returns a record with status "done", "rejected" (stage, reason, stats) or
     "failed" (message + short traceback); user errors in the task, budget or seeds raise
     TaskError. With `baselines=True` the reference activations are evaluated first (cached)
     and `delta_to_best_baseline` is filled; it is also filled whenever they were computed
-    earlier in this process for the same conditions."""
+    earlier in this process for the same conditions. With several seeds on an MLP task (and
+    `pack`), the seeds train together as one pack (`afsearch.evaluate.packed`)."""
     _check(budget, seeds)
     cand = _as_candidate(candidate)
     task_obj = get_task(task, task_config)
@@ -66,7 +67,7 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
         baseline_results(task_obj, budget, seed_ids, device=device, threads=threads)
     try:
         with cpu_threads(threads, pick_device(device)):
-            _run(cand, task_obj, recipe, seed_ids, cfg, result, device, threads, measure_cost)
+            _run(cand, task_obj, recipe, seed_ids, cfg, result, device, threads, measure_cost, pack)
     except Exception as exc:  # a candidate's failure is a result, not a crash
         result.status, result.reason = FAILED, f"{type(exc).__name__}: {exc}"
         result.stage = result.stage or "train"
@@ -103,9 +104,17 @@ def _new_result(cand: Candidate, task: Task, budget: int, seed_ids: list[int]) -
 
 def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
          cfg: LadderConfig | None, result: EvalResult, device: str | None,
-         threads: int | None, measure_cost: bool) -> None:
+         threads: int | None, measure_cost: bool, pack: bool) -> None:
     build = _prepare(cand, task, seed_ids, cfg, result, measure_cost)
     if build is None:
+        return
+    if pack and len(seed_ids) > 1 and packable(build()):
+        gates = [_gate(cfg, task, recipe, s, device, threads) for s in seed_ids]
+        outs = train_packed([build] * len(seed_ids), task.data, recipe, seed_ids, gates,
+                            [gates[0].step] if gates[0] else (), device, threads)
+        for seed, gate, out in zip(seed_ids, gates, outs, strict=True):
+            if not _absorb(result, gate, out, seed):
+                return
         return
     for seed in seed_ids:
         gate = _gate(cfg, task, recipe, seed, device, threads)

@@ -58,6 +58,7 @@ class EvalRequest:
     measure_cost: bool = True
     #: also train the reference activations and fill `delta_to_best_baseline` (one candidate)
     baselines: bool = False
+    #: train candidates (or one candidate's seeds) together where the task's model allows
     pack: bool = True
 
     def __post_init__(self) -> None:
@@ -72,7 +73,8 @@ class EvalRequest:
             data["candidate"] = self.candidates[0].to_json()
         else:
             data["candidates"] = [c.to_json() for c in self.candidates]
-            data["pack"] = self.pack
+        if not self.pack:
+            data["pack"] = False
         if self.budget is not None:
             data["budget"] = self.budget
         data["ladder"] = _ladder_json(self.ladder)
@@ -193,7 +195,8 @@ def serve(payload: dict[str, Any]) -> dict[str, Any]:
         if len(request.candidates) > 1:
             results = evaluate_many(list(request.candidates), request.task, pack=request.pack, **common)
         else:
-            results = [evaluate(request.candidates[0], request.task, baselines=request.baselines, **common)]
+            results = [evaluate(request.candidates[0], request.task, baselines=request.baselines,
+                                pack=request.pack, **common)]
     except Exception as exc:  # noqa: BLE001 - report every error as data
         return EvalReply.error_json(f"{type(exc).__name__}: {exc}")
     return EvalReply(tuple(results)).to_json(request)

@@ -239,6 +239,8 @@ class TaskSpec:
     #: `resolve_task_config`, i.e. before a search writes anything.
     check: Callable[[Any], None] | None = None
     metric: Metric = ACCURACY
+    #: its model is a plain Linear/activation stack, which packed training stacks K at a time
+    packable: bool = False
 
 
 def _n_in(data: Data) -> int:
@@ -256,7 +258,7 @@ TASKS: dict[str, TaskSpec] = {
         MNIST1DConfig, _load_mnist1d,
         lambda c, d, act, na: models.mlp([_n_in(d), *c.hidden, 10], act),
         Recipe(steps=1200, batch_size=100, lr=3e-3), 10,
-        doc="MNIST-1D (offline generator), 40-100-100-10 MLP"),
+        doc="MNIST-1D (offline generator), 40-100-100-10 MLP", packable=True),
     "mnist1d-cnn": TaskSpec(
         MNIST1DConfig, _load_mnist1d,
         lambda c, d, act, na: models.cnn1d(_n_in(d), 10, act, na, c.channels),
@@ -271,14 +273,14 @@ TASKS: dict[str, TaskSpec] = {
         TabularConfig, _load_breast_cancer,
         lambda c, d, act, na: models.mlp([_n_in(d), *c.hidden, 2], act),
         Recipe(steps=300, batch_size=64, lr=3e-3), 2,
-        doc="scikit-learn breast cancer (standardised), 30-32-32-2 MLP"),
+        doc="scikit-learn breast cancer (standardised), 30-32-32-2 MLP", packable=True),
     "teacher-student": TaskSpec(
         TeacherStudentConfig, _load_teacher_student,
         lambda c, d, act, na: _student(c, act),
         Recipe(steps=1000, batch_size=100, lr=1e-2, weight_decay=0.0), 0,
         doc="regression on a random teacher MLP whose activation is the planted formula",
         recipe_for=lambda c, r: dataclasses.replace(r, refit_readout=c.student == "readout"),
-        check=lambda c: _check_teacher_student(c)),
+        check=lambda c: _check_teacher_student(c), packable=True),
     "cifar10-resnet": TaskSpec(
         CifarConfig, _load_cifar,
         lambda c, d, act, na: models.resnet20(act, na, c.blocks, 10, c.width),

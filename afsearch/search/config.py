@@ -50,8 +50,10 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     timeout_s: float = 600.0
-    #: candidates trained together in one job (stacked weights; MLP tasks, else one by one)
-    pack: int = 1
+    #: candidates trained together in one job (stacked weights; MLP tasks, else one by one).
+    #: None: `DEFAULT_PACK` when every task of the search is an MLP, else 1 (resolved, and
+    #: recorded, when the run is created)
+    pack: int | None = None
     ladder: bool = True
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     seed_population: bool = True
@@ -220,7 +222,7 @@ def _expect_types(config: SearchConfig, source: str) -> None:
         "time_limit_s": (int, float, type(None)), "steps": (int, type(None)), "seeds": (int,),
         "seed": (int,), "name": (str, type(None)), "backend": (str,), "workers": (int, type(None)),
         "ray_address": (str, type(None)), "cpus_per_trial": (int, float), "gpus_per_trial": (int, float),
-        "timeout_s": (int, float), "pack": (int,), "ladder": (bool,), "baselines": (list,), "seed_population": (bool,),
+        "timeout_s": (int, float), "pack": (int, type(None)), "ladder": (bool,), "baselines": (list,), "seed_population": (bool,),
         "validate_top": (int,), "validate_seeds": (int,), "validate_steps": (int, type(None)),
         "data_dir": (str, type(None)), "user_tasks": (dict,), "device": (str,),
     }

@@ -93,6 +93,7 @@ class Search:
         self._stop = threading.Event()
         self._jobs: dict[str, _InFlight] = {}  # job id -> its evaluations (several when packed)
         self._ready: list[int] = []  # queued evaluations not yet handed to the executor
+        self._formed: list[list[int]] = []  # packs of an earlier run of this search, to submit again
         self._started = time.monotonic()
         self._elapsed_before = 0.0  # of earlier runs of this search (from the snapshot)
 
@@ -134,6 +135,7 @@ class Search:
                                   f"allowed: {', '.join(sorted(allowed)) or 'none'}")
         preflight.check_tasks(config, space)
         preflight.check_executor(config)
+        preflight.resolve_pack(config)
         if strategy is None:
             preflight.check_strategy_options(config, space)
         short = config.strategy.rsplit(".", 1)[-1]
@@ -174,6 +176,7 @@ class Search:
             space = load_space(config.space)
             preflight.check_tasks(config, space)
             preflight.check_executor(config)
+            preflight.resolve_pack(config)
             if changed:  # e.g. a raised budget: the next resume must see it too
                 write_atomic(path / "config.toml", dumps_toml(config.to_toml_dict()))
                 store.config = config.to_toml_dict()
@@ -410,9 +413,13 @@ class Search:
         )
 
     def _flush(self, executor: Executor, partial: bool) -> None:
-        """Hand ready evaluations to the executor: packs of up to `config.pack` evaluations of
-        one task and kind (search or baseline), one job each, while worker slots are free."""
+        """Hand ready evaluations to the executor, one job per pack, while worker slots are
+        free: first the packs an interrupted run had submitted (the same members again), then
+        new packs of up to `config.pack` evaluations of one task and kind (search or baseline),
+        in proposal order."""
         pending = self.state.pending
+        while self._formed and len(self._jobs) < executor.capacity:
+            self._submit(executor, self._formed.pop(0), new=False)
         while self._ready and len(self._jobs) < executor.capacity:
             first = pending[self._ready[0]]
             group = [e for e in self._ready
@@ -421,22 +428,35 @@ class Search:
                 return
             for e in group:
                 self._ready.remove(e)
-            job_id = "e" + "-".join(map(str, group))
-            request = self._request(group)
-            self._jobs[job_id] = _InFlight(group, request)
-            executor.submit(Job(job_id, request.to_json(), self.config.timeout_s * len(group)))
-            with self.store.transaction():  # `status` shows them running (resume requeues them)
+            self._submit(executor, group, new=True)
+
+    def _submit(self, executor: Executor, group: list[int], new: bool) -> None:
+        job_id = "e" + "-".join(map(str, group))
+        request = self._request(group)
+        self._jobs[job_id] = _InFlight(group, request)
+        executor.submit(Job(job_id, request.to_json(), self.config.timeout_s * len(group)))
+        with self.store.transaction():  # `status` shows them running (resume requeues them)
+            for e in group:
+                self.store.mark_running(e, None)
+            if new:  # the pack's members, recorded with its number in the snapshot
                 for e in group:
-                    self.store.mark_running(e, None)
+                    self.state.pending[e].pack = self.state.packs_formed
+                self.state.packs_formed += 1
+                self._snapshot()
 
     def _resubmit_pending(self, executor: Executor) -> None:
         in_flight = {e.id for e in self.store.in_flight()}
+        packs: dict[int, list[int]] = {}
         for eval_id in sorted(self.state.pending):
-            if eval_id in in_flight:
-                self._ready.append(eval_id)
-            else:  # finished but the snapshot predates it: cannot happen with one transaction
+            info = self.state.pending[eval_id]
+            if eval_id not in in_flight:  # finished but the snapshot predates it: cannot happen with one transaction
                 self.store.log(f"dropping stale pending evaluation {eval_id}")
                 del self.state.pending[eval_id]
+            elif info.pack is None:
+                self._ready.append(eval_id)
+            else:
+                packs.setdefault(info.pack, []).append(eval_id)
+        self._formed = [packs[p] for p in sorted(packs)]
         self._flush(executor, partial=True)
 
     def _submit_baselines(self, executor: Executor) -> None:
@@ -471,28 +491,32 @@ class Search:
             # fault, so it stays queued for `resume` instead of being recorded as failed
             return
         reply = EvalReply.from_job(in_flight.request, job)
-        for eval_id, result in zip(in_flight.eval_ids, reply.results, strict=True):
-            if eval_id in self.state.pending:
-                self._record_one(eval_id, job.worker, result)
+        events = []
+        with self.store.transaction():  # a pack's results commit together: resume never splits it
+            for eval_id, result in zip(in_flight.eval_ids, reply.results, strict=True):
+                if eval_id in self.state.pending:
+                    events.append(self._record_one(eval_id, job.worker, result))
+            self._snapshot()
+        for event in events:
+            self._emit(*event)
 
-    def _record_one(self, eval_id: int, worker: str, result: EvalResult) -> None:
+    def _record_one(self, eval_id: int, worker: str, result: EvalResult) -> tuple[str, dict[str, Any]]:
+        """Record one result (inside the caller's transaction); returns the event to emit."""
         info = self.state.pending[eval_id]
         score = result.value if result.ok else None  # raw: the leaderboard knows the direction
         metrics = result.to_json()
-        with self.store.transaction():
-            if worker:
-                self.store.mark_running(eval_id, worker)
-            self.store.finish_evaluation(eval_id, result.status, score, metrics, result.stage, result.reason,
-                                         result.seconds)
-            del self.state.pending[eval_id]
-            for key in info.waiters:
-                entry = self.state.open_proposals.get(key)
-                if entry is not None:
-                    entry.results[info.task] = metrics
-                    self._maybe_tell(key)
-            self._snapshot()
+        if worker:
+            self.store.mark_running(eval_id, worker)
+        self.store.finish_evaluation(eval_id, result.status, score, metrics, result.stage, result.reason,
+                                     result.seconds)
+        del self.state.pending[eval_id]
+        for key in info.waiters:
+            entry = self.state.open_proposals.get(key)
+            if entry is not None:
+                entry.results[info.task] = metrics
+                self._maybe_tell(key)
         formula = self.store.candidate(info.cid).formula
-        self._emit(BASELINE if info.is_baseline else "result", {
+        return (BASELINE if info.is_baseline else "result", {
             "eval_id": eval_id, "candidate_id": info.cid, "formula": formula, "task": info.task,
             "status": result.status, "stage": result.stage, "reason": result.reason, "score": score,
             "seconds": result.seconds, "worker": worker, "trained": self.trained, "budget": self.config.budget,

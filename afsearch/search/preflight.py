@@ -68,7 +68,7 @@ def record_user_tasks(config: SearchConfig) -> None:
     config.task = canonical(config.task)
     config.extra_tasks = [canonical(t) for t in config.extra_tasks]
     config.user_tasks = {t: task_record(t, config.task_config_for(t)) for t in config.tasks if is_reference(t)}
-    if config.pack > 1:
+    if config.pack is not None and config.pack > 1:
         for ref in config.user_tasks:
             task = resolve_task(ref, config.task_config_for(ref))
             model = task.model(nn.ReLU)
@@ -109,3 +109,23 @@ def check_tasks(config: SearchConfig, space: SearchSpace) -> None:
         if wrong:
             raise ConfigError(f"space {config.space!r} searches normalization-activation layers, which "
                               f"task(s) {', '.join(wrong)} cannot use; choose one of {', '.join(layer_tasks())}")
+
+
+#: candidates per packed job when every task of a search is an MLP (`--pack` overrides)
+DEFAULT_PACK = 8
+
+
+def resolve_pack(config: SearchConfig) -> None:
+    """`config.pack` when it was left to the default: `DEFAULT_PACK` when every task's model is
+    an MLP that packed training can stack (built-in tasks say so, user tasks were checked when
+    recorded), else 1. Called before the configuration is recorded, so a run keeps its value."""
+    if config.pack is not None:
+        return
+    from afsearch.evaluate.tasks import TASKS
+
+    def packable(task: str) -> bool:
+        if task in config.user_tasks:
+            return bool(config.user_tasks[task].get("packable", False))
+        return TASKS[task].packable if task in TASKS else False
+
+    config.pack = DEFAULT_PACK if all(packable(t) for t in config.tasks) else 1

@@ -29,6 +29,9 @@ class PendingEval:
     candidate: Candidate
     waiters: list[int] = field(default_factory=list)
     name: str | None = None  # a baseline's reference name
+    #: the pack it was submitted in (None before): a resumed run submits the same packs again,
+    #: so packed training repeats its scores bit for bit
+    pack: int | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -39,13 +42,15 @@ class PendingEval:
                 "candidate": self.candidate.to_json(), "waiters": list(self.waiters)}
         if self.name is not None:
             data["name"] = self.name
+        if self.pack is not None:
+            data["pack"] = self.pack
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PendingEval:
         return cls(str(data["kind"]), str(data["task"]), str(data["fp"]), int(data["cid"]),
                    Candidate.from_json(data["candidate"]), [int(k) for k in data["waiters"]],
-                   data.get("name"))
+                   data.get("name"), None if data.get("pack") is None else int(data["pack"]))
 
 
 @dataclass
@@ -76,6 +81,7 @@ class EngineState:
     pending: dict[int, PendingEval] = field(default_factory=dict)  # eval_id -> evaluation
     open_proposals: dict[int, OpenProposal] = field(default_factory=dict)  # proposal key -> proposal
     baselines_submitted: bool = False
+    packs_formed: int = 0  # packs submitted so far (numbers the next one)
 
     def to_json(self, strategy_state: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -89,6 +95,7 @@ class EngineState:
             "pending": {str(k): v.to_json() for k, v in self.pending.items()},
             "open_proposals": {str(k): v.to_json() for k, v in self.open_proposals.items()},
             "baselines_submitted": self.baselines_submitted,
+            "packs_formed": self.packs_formed,
         }
 
     @classmethod
@@ -105,6 +112,7 @@ class EngineState:
             pending={int(k): PendingEval.from_json(v) for k, v in data["pending"].items()},
             open_proposals={int(k): OpenProposal.from_json(v) for k, v in data["open_proposals"].items()},
             baselines_submitted=bool(data["baselines_submitted"]),
+            packs_formed=int(data.get("packs_formed", 0)),
         )
         return state, data["strategy"]
 
