@@ -4,9 +4,12 @@ Prints: the fraction rejected at each ladder stage; total compute with the ladde
 budget for every candidate; recall (how many of the top 10 under full training survive the
 ladder); a sweep of the quality-gate ratio replayed from the recorded gate statistics (the
 trainer is deterministic, so a replay gives the decision a real run would take); and
-candidates per minute at full budget, our trainer vs a plain DataLoader loop.
+candidates per minute at full budget: the default search path (packed), one by one, against
+a plain preloaded loop with fused AdamW (the reference) and a DataLoader loop, for the default
+MLP and a 4x wider one, with the matmul floor.
 
     .venv/bin/python scripts/bench_eval.py --n 200
+    .venv/bin/python scripts/bench_eval.py --speed-only        # the throughput table only
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import collections
 import math
 import random
+import statistics
 import time
 
 import torch
@@ -62,8 +66,38 @@ def sample(n: int, seed: int) -> list[str]:
     return out
 
 
+def _cosine(step: int, steps: int, lr: float) -> float:
+    return lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+
+
+def plain_preloaded(formula: str, task, steps: int, seed: int = 0) -> float:  # noqa: ANN001
+    """The reference a careful PyTorch user writes: tensors preloaded, batches by random
+    permutation, fused AdamW, the same model, recipe (cosine schedule) and steps; the eager
+    activation module (what `nn.Module` code has)."""
+    torch.manual_seed(seed)
+    model = task.model(Candidate.activation(formula).activation_factory())
+    recipe = task.recipe
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
+    x, y = task.data.train.x, task.data.train.y
+    gen = torch.Generator().manual_seed(seed)
+    order, pos, bs = torch.randperm(len(y), generator=gen), 0, recipe.batch_size
+    for step in range(steps):
+        if pos + bs > len(y):
+            order, pos = torch.randperm(len(y), generator=gen), 0
+        idx = order[pos:pos + bs]
+        pos += bs
+        for group in opt.param_groups:
+            group["lr"] = _cosine(step, steps, recipe.lr)
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return float((model(task.data.val.x).argmax(1) == task.data.val.y).float().mean())
+
+
 def plain_loop(formula: str, task, steps: int, seed: int = 0) -> float:  # noqa: ANN001
-    """The reference: DataLoader + eager activation module, same model, recipe and steps."""
+    """For reference only: a DataLoader loop with the default (for-each) AdamW."""
     torch.manual_seed(seed)
     act = Candidate.activation(formula).activation_factory()
     model = task.model(act)
@@ -87,26 +121,74 @@ def plain_loop(formula: str, task, steps: int, seed: int = 0) -> float:  # noqa:
         return float((model(task.data.val.x).argmax(1) == task.data.val.y).float().mean())
 
 
-def throughput(speed: list[str], task, budget: int, pack: int) -> float:  # noqa: ANN001
-    """Candidates per minute at full budget, ours (one by one and packed) vs the plain loop,
-    measured side by side; returns the plain loop's rate."""
-    print("\nthroughput at full budget (same model, recipe and steps, 1 thread):")
-    t = time.perf_counter()
-    for f in speed:
-        evaluate(f, task, budget=budget, ladder=False, measure_cost=False)
-    ours = len(speed) / (time.perf_counter() - t) * 60
-    t = time.perf_counter()
-    for i in range(0, len(speed), pack):
-        evaluate_many(speed[i:i + pack], task, budget=budget, ladder=False, measure_cost=False)
-    packed = len(speed) / (time.perf_counter() - t) * 60
-    t = time.perf_counter()
-    for f in speed:
-        plain_loop(f, task, budget)
-    plain = len(speed) / (time.perf_counter() - t) * 60
-    print(f"  ours one by one {ours:.1f} cand/min; ours packed {pack} per call {packed:.1f} cand/min; "
-          f"plain DataLoader loop {plain:.1f} cand/min -> {ours / plain:.2f}x one by one, "
-          f"{packed / plain:.2f}x packed")
-    return plain
+def matmul_floor(task, steps: int) -> float:  # noqa: ANN001
+    """Seconds per candidate if only the model's matrix products ran (forward, and backward
+    for inputs and weights), at this machine's speed for exactly those shapes."""
+    model = task.model(nn.ReLU)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    bs = task.recipe.batch_size
+    mats = [(torch.randn(bs, lin.in_features), torch.randn(lin.in_features, lin.out_features),
+             torch.randn(bs, lin.out_features)) for lin in linears]
+    for _ in range(20):
+        for a, w, _g in mats:
+            a @ w
+    start = time.perf_counter()
+    reps = 200
+    for _ in range(reps):
+        for i, (a, w, g) in enumerate(mats):
+            a @ w  # forward
+            a.t() @ g  # weight gradient
+            if i:
+                g @ w.t()  # input gradient (not for the first layer)
+    return (time.perf_counter() - start) / reps * steps
+
+
+def _timed(fn, items) -> tuple[float, list[float]]:  # noqa: ANN001
+    start = time.perf_counter()
+    accs = fn(items)
+    return len(items) / (time.perf_counter() - start) * 60, accs
+
+
+def throughput(speed: list[str], task, budget: int, packs: list[int]) -> float:  # noqa: ANN001
+    """Candidates per minute at full budget, measured side by side in this process (1 thread,
+    same seeds): the default search path (packed, `DEFAULT_PACK`), larger packs, one by one,
+    a plain preloaded fused-AdamW loop (the 1.00x reference), a DataLoader loop; with each
+    path's mean validation accuracy (they must agree within seed noise). Returns the
+    reference's rate."""
+    import datetime
+    import os
+
+    from afsearch.search.preflight import DEFAULT_PACK
+
+    def ours(items: list[str]) -> list[float]:
+        return [evaluate(f, task, budget=budget, ladder=False, measure_cost=False).mean_accuracy for f in items]
+
+    def packed(k: int):  # noqa: ANN202
+        def run(items: list[str]) -> list[float]:
+            out = []
+            for i in range(0, len(items), k):
+                out += [r.mean_accuracy for r in evaluate_many(items[i:i + k], task, budget=budget, ladder=False,
+                                                               measure_cost=False)]
+            return out
+        return run
+
+    paths = {f"afsearch packed {k}{' (the default search path)' if k == DEFAULT_PACK else ''}": packed(k)
+             for k in packs}
+    paths["afsearch one by one"] = ours
+    paths["plain preloaded loop, fused AdamW (reference)"] = lambda items: [plain_preloaded(f, task, budget)
+                                                                         for f in items]
+    paths["plain DataLoader loop, default AdamW"] = lambda items: [plain_loop(f, task, budget) for f in items]
+    evaluate_many(speed[:2], task, budget=20, ladder=False, measure_cost=False)  # warm-up: compile, fused library
+    print(f"\nthroughput, {task.name}, {budget} steps, {len(speed)} formulas, 1 thread, "
+          f"{datetime.date.today()}, load average {os.getloadavg()[0]:.2f} (figures are noise above ~0.3):")
+    rates = {name: _timed(fn, speed) for name, fn in paths.items()}
+    reference = rates["plain preloaded loop, fused AdamW (reference)"][0]
+    floor = 60 / matmul_floor(task, budget)
+    for name, (rate, accs) in rates.items():
+        print(f"  {name:<52} {rate:7.1f} cand/min  {rate / reference:5.2f}x   "
+              f"val accuracy {statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f}")
+    print(f"  {'matmul floor (only the matrix products)':<52} {floor:7.1f} cand/min  {floor / reference:5.2f}x")
+    return reference
 
 
 def main() -> None:
@@ -116,7 +198,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=None)
     ap.add_argument("--ratio", type=float, default=LadderConfig().quality_ratio)
     ap.add_argument("--speed-n", type=int, default=16, help="candidates timed in the speed test")
-    ap.add_argument("--pack", type=int, default=8, help="candidates per packed call in the speed test")
+    ap.add_argument("--pack", type=int, action="append",
+                    help="candidates per packed call in the speed test (repeatable; default 8 16)")
     ap.add_argument("--speed-only", action="store_true", help="only the throughput comparison")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -128,14 +211,18 @@ def main() -> None:
     if args.speed_only:
         from afsearch.evaluate.screen import screen
 
-        throughput([f for f in formulas if screen(parse(f)).passed][: args.speed_n], task, budget, args.pack)
+        throughput([f for f in formulas if screen(parse(f)).passed][: args.speed_n], task, budget,
+                   args.pack or [8, 16])
+        wide = get_task("mnist1d-mlp", {"hidden": (400, 400)})
+        throughput([f for f in formulas if screen(parse(f)).passed][: max(4, args.speed_n // 4)], wide, budget,
+                   args.pack or [8])
         return
     print(f"{len(formulas)} formulas, mnist1d-mlp, budget {budget} steps, seed 0, 1 thread, "
           f"gate at step {gate_step}, ratio {args.ratio}")
 
     t0 = time.perf_counter()
     recipe = Recipe(**{**task.recipe.__dict__, "steps": budget})
-    relu_gate = bl.relu_accuracy_at(task, recipe, 0, gate_step)
+    relu_gate = bl.relu_value_at(task, recipe, 0, gate_step)
     gate_cost = time.perf_counter() - t0
 
     full, lad = {}, {}
@@ -211,7 +298,7 @@ def main() -> None:
         print(f"  ratio {ratio:4.2f} threshold {thr:.3f}: saved {1 - spent / full_s:6.1%}, "
               f"top-10 kept {keep}/10")
 
-    plain = throughput([f for f in formulas if full[f].ok][: args.speed_n], task, budget, args.pack)
+    plain = throughput([f for f in formulas if full[f].ok][: args.speed_n], task, budget, args.pack or [8])
     with_ladder = len(formulas) / lad_s * 60
     print(f"  ours with the ladder (a)-(c) over the whole sample {with_ladder:.1f} cand/min -> "
           f"{with_ladder / plain:.2f}x the plain loop at full budget")

@@ -8,7 +8,9 @@ interpreter itself (a segfault) runs in a subprocess (SUBPROCESS_CASES)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +72,10 @@ CASES: list[tuple[list[str], str]] = [
     (["spaces", "show", "{nan_low_space}"], "parameters.lam.low': nan is not a finite"),
     (["search", "--config", "{long_number_config}"], "(3000 characters)"),
     (["plot", "{run}", "--top", "-3", "--runs-dir", "{runs}"], "--top: must be between"),
+    # a finished run: the flags are checked before "nothing to resume"
+    (["resume", "{run}", "--budget", "-5", "--runs-dir", "{runs}"], "--budget: must be between 1 and"),
+    (["resume", "{run}", "--workers", "0", "--runs-dir", "{runs}"], "--workers: must be between 1 and"),
+    (["validate", "{run}", "--top", "0", "--runs-dir", "{runs}"], "--top: must be between 1 and"),
     (["runs", "--runs-dir", "/nonexistent"], "does not exist"),
 ]
 
@@ -172,3 +178,22 @@ def test_broken_pipe_exits_quietly(files: dict[str, str], monkeypatch: pytest.Mo
         monkeypatch.undo()
     assert code == 1
     assert capsys.readouterr().err == ""
+
+
+def test_resume_into_a_closed_pipe_exits_quietly_and_the_run_stays_resumable(tmp_path: Path) -> None:
+    """`afsearch resume RUN --json | head -1`: the reader leaves after one line."""
+    runs = str(tmp_path / "runs")
+    common = ["--runs-dir", runs]
+    made = subprocess.run([sys.executable, "-m", "afsearch.cli", "search", "--space", "gp", "--backend", "local",
+                           "--steps", "20", "--budget", "2", "--baselines", "relu", "--validate-top", "0", "--quiet",
+                           "--name", "piped", *common], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    shell = (f"{shlex.quote(sys.executable)} -m afsearch.cli resume piped --budget 4 --json "
+             f"--runs-dir {shlex.quote(runs)} | head -1")
+    piped = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 1 and piped.stderr == "", piped.stderr
+    assert json.loads(piped.stdout)["event"] == "start"
+    done = subprocess.run([sys.executable, "-m", "afsearch.cli", "resume", "piped", "--budget", "4", "--json",
+                           *common], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["trained"] == 4

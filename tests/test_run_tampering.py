@@ -251,9 +251,11 @@ def test_a_damaged_run_is_refused_in_one_line_or_read(case: Case, base_run: Path
             case.undo(run)
 
 
-def test_a_search_whose_database_is_deleted_stops_with_an_error(tmp_path: Path) -> None:
-    """SQLite would go on committing into the unlinked file and the search would 'finish'
-    having kept nothing; it must notice at its next commit and exit non-zero, in one line."""
+@pytest.mark.parametrize("damage", ["deleted", "replaced by another file"])
+def test_a_search_whose_database_is_deleted_stops_with_an_error(tmp_path: Path, damage: str) -> None:
+    """SQLite would go on committing into the unlinked (or replaced) file and the search would
+    'finish' having kept nothing; it must notice at its next commit and exit non-zero, in one
+    line."""
     runs = tmp_path / "runs"
     db = runs / "gone" / "afsearch.db"
     argv = [sys.executable, "-m", "afsearch.cli", "search", "--space", "swish_beta", "--strategy", "cmaes",
@@ -263,12 +265,16 @@ def test_a_search_whose_database_is_deleted_stops_with_an_error(tmp_path: Path) 
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and _finished(db) < 2:
         time.sleep(0.05)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    if damage == "deleted":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    else:  # a copy renamed over it: same name, another file
+        shutil.copyfile(db, f"{db}.copy")
+        os.replace(f"{db}.copy", db)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode not in (0, None), out
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "afsearch.db was deleted while this process was writing it" in lines[0], err
+    assert len(lines) == 1 and f"afsearch.db was {damage} while this process was writing it" in lines[0], err
     assert "finished" not in out
 
 
@@ -278,3 +284,26 @@ def _finished(db: Path) -> int:
             return conn.execute("SELECT COUNT(*) FROM evaluations WHERE status = 'done'").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def test_evaluations_show_as_running_while_they_train(tmp_path: Path) -> None:
+    """The engine marks an evaluation running when it hands it to the executor, so `status`
+    of a live search shows it (the store is read by another process, as `afsearch status`)."""
+    runs = tmp_path / "runs"
+    db = runs / "live" / "afsearch.db"
+    argv = [sys.executable, "-m", "afsearch.cli", "search", "--space", "gp", "--backend", "local", "--steps", "400",
+            "--budget", "3", "--pack", "1", "--baselines", "relu", "--validate-top", "0", "--quiet", "--name", "live",
+            "--runs-dir", str(runs)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not seen:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+                seen = conn.execute("SELECT COUNT(*) FROM evaluations WHERE status = 'running'").fetchone()[0]
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert seen >= 1

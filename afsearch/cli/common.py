@@ -86,3 +86,4 @@ def validation_line(row: dict[str, Any]) -> str:
             mark += f", p={row['p_value']:.3g}"
     std = "-" if row.get("std") is None else f"{row['std']:.4f}"
     return f"{row['mean']:.4f} ± {std}  {row['formula']}  [{mark}]"
+

@@ -10,14 +10,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from afsearch.cli import bounded_int
 from afsearch.cli.common import (
+    MAX_TOP,
     add_run_arg,
     key_value_options,
     validation_line,
 )
 from afsearch.defaults import OUTCOMES
-from afsearch.evaluate.metric import get_metric
-from afsearch.search.config import SearchConfig, parse_duration
+from afsearch.evaluate.metric import compared_with_best_baseline, get_metric
+from afsearch.search.config import LIMITS, SearchConfig, parse_duration
 from afsearch.store import (
     RunStore,
     resolve_run,
@@ -113,7 +115,7 @@ def _print_summary(summary: Any, validation: Any) -> None:
     if summary.best is not None:
         metric = get_metric(summary.metric)
         delta = "" if summary.best_baseline is None else \
-            f" ({metric.delta(summary.best.mean, summary.best_baseline):+.4f} better than best baseline)"
+            f" ({compared_with_best_baseline(metric.delta(summary.best.mean, summary.best_baseline))})"
         print(f"best: {metric.name} {summary.best.mean:.4f}  {summary.best.candidate.formula}{delta}")
     if validation is not None:
         print(f"validation on {validation['seeds']} fresh seeds (test {validation.get('metric', 'accuracy')}; "
@@ -245,10 +247,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                             epilog="example:\n  afsearch resume runs/swish-evolution-20261129-120000 --budget 80",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arg(resume)
-    resume.add_argument("--budget", type=int, help="raise the evaluation budget")
+    resume.add_argument("--budget", type=bounded_int(*LIMITS["budget"]), help="raise the evaluation budget")
     resume.add_argument("--time", help="new wall-clock limit for the whole run")
     resume.add_argument("--backend", choices=("ray", "local"), help="default: the run's backend")
-    resume.add_argument("--workers", type=int,
+    resume.add_argument("--workers", type=bounded_int(*LIMITS["workers"]),
                         help="concurrent evaluations (default: the run's setting; unset: all CPUs / --cpus-per-trial)")
     resume.add_argument("--ray-address", help="join an existing Ray cluster: auto or HOST:PORT (default: the run's)")
     resume.add_argument("--allow-changed-task", action="store_true",
@@ -260,11 +262,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     validate = sub.add_parser("validate", help="retrain the top candidates on fresh seeds beside the baselines")
     add_run_arg(validate)
-    validate.add_argument("--top", type=int, help="retrain the best K candidates (default: the run's validate_top, 3)")
-    validate.add_argument("--seeds", type=int, help="fresh seeds per candidate (default: the run's validate_seeds, 3)")
-    validate.add_argument("--steps", type=int, help="training steps (default: the run's validate_steps, else its search steps)")
+    validate.add_argument("--top", type=bounded_int(1, MAX_TOP), help="retrain the best K candidates (default: the run's validate_top, 3)")
+    validate.add_argument("--seeds", type=bounded_int(*LIMITS["validate_seeds"]), help="fresh seeds per candidate (default: the run's validate_seeds, 3)")
+    validate.add_argument("--steps", type=bounded_int(*LIMITS["validate_steps"]), help="training steps (default: the run's validate_steps, else its search steps)")
     validate.add_argument("--backend", choices=("ray", "local"), help="default: the run's backend")
-    validate.add_argument("--workers", type=int,
+    validate.add_argument("--workers", type=bounded_int(*LIMITS["workers"]),
                           help="concurrent evaluations (default: the run's setting; unset: all CPUs / --cpus-per-trial)")
     validate.add_argument("--cpus-per-trial", type=float, help="CPUs per evaluation (default: the run's, 1)")
     validate.add_argument("--gpus-per-trial", type=float,

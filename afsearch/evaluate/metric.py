@@ -62,6 +62,12 @@ class Metric:
         return f"{split} {self.name} ({arrow})"
 
 
+def compared_with_best_baseline(delta: float) -> str:
+    """A delta to the best baseline (`Metric.delta`: positive = better) in words."""
+    verdict = "better" if delta > 0 else "worse" if delta < 0 else "no better"
+    return f"{delta:+.4f}: {verdict} than the best baseline"
+
+
 ACCURACY = Metric("accuracy", True, "accuracy")
 LOSS = Metric("loss", False, "loss")
 #: the registry a task's metric name is resolved against (the LM task adds "perplexity"-style

@@ -15,9 +15,12 @@ import logging
 import math
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from afsearch.errors import ExecutorError
@@ -91,6 +94,7 @@ class RayExecutor(Executor):
         self._num_workers = num_workers
         self._node_retries = node_retries
         self._owns_ray = False
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._closed = False
         self._queue: deque[tuple[Job, int]] = deque()  # (job, attempts so far)
         self._running: dict[Any, _InFlight] = {}  # ObjectRef -> in-flight job
@@ -136,6 +140,8 @@ class RayExecutor(Executor):
             ) from exc
         self._owns_ray = True
         atexit.register(self.shutdown)
+        if address is None:
+            self._reaper = _start_reaper()
 
     def _refresh_nodes(self) -> None:
         alive = [n for n in self._ray.nodes() if n.get("Alive")]
@@ -242,6 +248,9 @@ class RayExecutor(Executor):
             atexit.unregister(self.shutdown)
             if self._ray.is_initialized():
                 self._ray.shutdown()
+            if self._reaper is not None:
+                self._reaper.terminate()
+                self._reaper.wait(timeout=10)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -312,6 +321,27 @@ class RayExecutor(Executor):
             self._queue.appendleft((run.job, run.attempts))
             return None
         return run.result(CRASHED, f"node lost {run.attempts} times: {_first(exc)}")
+
+
+def _start_reaper() -> subprocess.Popen[bytes] | None:
+    """The watchdog that ends this process's embedded Ray session if this process is killed
+    without shutting it down (`afsearch.execute._reaper`); None where it cannot run."""
+    try:
+        node = _ray_node()
+        stat = Path(f"/proc/{os.getpid()}/stat").read_text()
+        started = stat[stat.rindex(")") + 2:].split()[19]
+    except (OSError, AttributeError):
+        return None
+    return subprocess.Popen([sys.executable, "-m", "afsearch.execute._reaper", str(os.getpid()), started,
+                             node.get_session_dir_path()], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _ray_node() -> Any:
+    """Ray's node object of this process (no public API names the session directory)."""
+    import ray
+
+    return ray._private.worker._global_node
 
 
 def unsatisfiable(cpus: float, gpus: float, biggest: dict[str, float]) -> ExecutorError:

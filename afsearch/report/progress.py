@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from afsearch.evaluate.metric import get_metric
+from afsearch.evaluate.metric import compared_with_best_baseline, get_metric
 from afsearch.search.events import SearchEvent
 
 
@@ -76,7 +76,7 @@ class LiveDisplay:
         best_baseline = m.best(list(self.baselines.values()))
         if self.best:
             delta = "" if best_baseline is None else \
-                f"  ({m.delta(self.best[0], best_baseline):+.4f} better than best baseline)"
+                f"  ({compared_with_best_baseline(m.delta(self.best[0], best_baseline))})"
             table.add_row(f"best {m.name}", f"{self.best[0]:.4f}  {self.best[1]}{delta}")
         if self.baselines:
             table.add_row("baselines", "  ".join(f"{k} {v:.4f}" for k, v in

@@ -22,11 +22,15 @@ class RunSummary:
 
 
 def resolve_run(run: str | os.PathLike[str], runs_dir: str | os.PathLike[str] = "runs") -> Path:
-    """RUN as given on the command line: a run directory's path, or a run name under runs_dir."""
+    """RUN as given on the command line: a run name under runs_dir, or a run directory's path.
+    A bare name means the run of that name in runs_dir when there is one (a folder of the same
+    name in the current directory does not shadow it)."""
     as_path = Path(run)
+    in_runs = Path(runs_dir) / run
+    if as_path.name == str(run) and in_runs.is_dir():
+        return in_runs
     if as_path.is_dir():
         return as_path
-    in_runs = Path(runs_dir) / run
     if in_runs.is_dir():
         return in_runs
     names = [p.name for p in _run_dirs(Path(runs_dir))]
