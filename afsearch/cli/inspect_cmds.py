@@ -224,7 +224,7 @@ def export_run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     status = sub.add_parser("status", help="progress and counts of a run (works while it runs)")
     add_run_arg(status)
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print the status as one JSON object")
     status.set_defaults(handler=_status)
 
     board = sub.add_parser("leaderboard", help="best candidates of a run")
@@ -232,12 +232,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     board.add_argument("--top", type=bounded_int(1, MAX_TOP), default=10,
                        help="number of candidates shown (default: %(default)s)")
     board.add_argument("--pareto", action="store_true", help="only the Pareto front of the objectives")
-    board.add_argument("--json", action="store_true")
+    board.add_argument("--json", action="store_true", help="print the rows as one JSON list")
     board.set_defaults(handler=_leaderboard)
 
     runs = sub.add_parser("runs", help="list runs with their state and best candidate")
     runs.add_argument("--runs-dir", default="runs")
-    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--json", action="store_true", help="print the runs as one JSON list")
     runs.set_defaults(handler=_runs)
 
     plot = sub.add_parser("plot", help="PNG plots: top activations and derivatives, progress, rejection funnel")

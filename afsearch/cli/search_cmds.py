@@ -143,7 +143,7 @@ def _resume(args: argparse.Namespace) -> int:
     from afsearch.search.engine import Search
 
     overrides: dict[str, Any] = {"budget": args.budget, "backend": args.backend, "workers": args.workers,
-                                 "ray_address": args.ray_address}
+                                 "ray_address": args.ray_address, "device": args.device}
     if args.time is not None:
         overrides["time_limit_s"] = parse_duration(args.time)
     path = resolve_run(args.run, args.runs_dir)
@@ -253,6 +253,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     resume.add_argument("--workers", type=bounded_int(*LIMITS["workers"]),
                         help="concurrent evaluations (default: the run's setting; unset: all CPUs / --cpus-per-trial)")
     resume.add_argument("--ray-address", help="join an existing Ray cluster: auto or HOST:PORT (default: the run's)")
+    resume.add_argument("--device", help="where candidates train from now on: auto, cpu, cuda, cuda:N "
+                        "(default: the run's device)")
     resume.add_argument("--allow-changed-task", action="store_true",
                         help="resume even though the run's task file changed since it was created")
     output = resume.add_mutually_exclusive_group()
