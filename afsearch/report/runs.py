@@ -11,6 +11,7 @@ from afsearch.evaluate.metric import Metric, get_metric
 from afsearch.search.config import steps_for, task_metric
 from afsearch.store import (
     BASELINE_ORIGIN,
+    LeaderboardEntry,
     RunStore,
     ValidationRecord,
 )
@@ -72,7 +73,7 @@ def leaderboard_rows(store: RunStore, top: int = 10, pareto: bool = False) -> li
     task, steps = main_task_and_steps(store)
     metric = run_metric(store)
     entries = store.leaderboard(top=None, task=task, budget=steps, higher_is_better=metric.higher_is_better)
-    best_baseline = metric.best([e.mean for e in entries if e.candidate.origin == BASELINE and e.mean is not None])
+    best_baseline = best_baseline_of(entries, metric)
     rows = []
     for entry in entries:
         if entry.mean is None or not math.isfinite(entry.mean):
@@ -98,6 +99,12 @@ def leaderboard_rows(store: RunStore, top: int = 10, pareto: bool = False) -> li
     if pareto:
         rows = pareto_front(rows)
     return rows[:top]
+
+
+def best_baseline_of(entries: list[LeaderboardEntry], metric: Metric) -> float | None:
+    """The best search score of the baselines among leaderboard `entries`, in the metric's
+    direction (None without one): what every delta to the best baseline of a run refers to."""
+    return metric.best([e.mean for e in entries if e.candidate.origin == BASELINE and e.mean is not None])
 
 
 def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

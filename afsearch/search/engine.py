@@ -543,8 +543,9 @@ class Search:
         return entries[:top]
 
     def best_baseline(self) -> float | None:
-        scores = [e.mean for e in self.leaderboard(top=10_000) if e.candidate.origin == BASELINE]
-        return self.config.metric.best([s for s in scores if s is not None])
+        from afsearch.report.runs import best_baseline_of
+
+        return best_baseline_of(self.leaderboard(top=10_000), self.config.metric)
 
     def summary(self, state: str) -> SearchSummary:
         entries = self.leaderboard(top=1, include_baselines=False)
