@@ -16,7 +16,7 @@ from afsearch.candidate import Candidate
 from afsearch.evaluate.result import EvalResult
 from afsearch.evaluate.tasks import Task, get_task
 from afsearch.evaluate.trainer import Recipe, train
-from afsearch.reference import reference_formula
+from afsearch.reference import reference_candidate
 
 DEFAULT_BASELINES = ("relu", "gelu", "silu", "tanh", "elu")
 
@@ -24,11 +24,19 @@ _GATE_CACHE: dict[tuple[Any, ...], float] = {}
 _BASELINE_CACHE: dict[tuple[Any, ...], dict[str, EvalResult]] = {}
 
 
-def relu_value_at(task: Task, recipe: Recipe, seed: int, step: int,
-                  device: str | None = None, threads: int | None = 1) -> float:
-    """The task's validation metric (accuracy or loss) for the default (ReLU) model after
-    `step` of `recipe.steps` steps, same seed; the run stops right after `step`, so this costs
-    `step` steps once."""
+def task_baselines(task: Task) -> tuple[str, ...]:
+    """The reference activations a task is compared with when none are named: the task's own
+    list (lm-transformer: GELU, ReLU, SiLU, SwiGLU, GeGLU) or DEFAULT_BASELINES."""
+    spec = task.spec
+    return tuple(spec.baselines(task.config)) if spec.baselines is not None else DEFAULT_BASELINES
+
+
+def reference_value_at(task: Task, recipe: Recipe, seed: int, step: int,
+                       device: str | None = None, threads: int | None = 1) -> float:
+    """The task's validation metric (accuracy or loss) for its reference activation
+    (`TaskSpec.reference`: ReLU by default, GELU for the LM task) after `step` of
+    `recipe.steps` steps, same seed; the run stops right after `step`, so this costs `step`
+    steps once."""
     key = (task.name, task.config, recipe, seed, step, device)
     loss = task.metric.source == "loss"
     if key not in _GATE_CACHE:
@@ -38,10 +46,14 @@ def relu_value_at(task: Task, recipe: Recipe, seed: int, step: int,
             seen[s] = val_loss if loss else acc
             return s < step
 
-        train(lambda: task.model(nn.ReLU), task.data, recipe, seed, report, [step],
-              device, threads)
+        name = task.spec.reference
+        act = nn.ReLU if name == "relu" else reference_candidate(name).activation_factory()
+        train(lambda: task.model(act), task.data, recipe, seed, report, [step], device, threads)
         _GATE_CACHE[key] = seen[step]
     return _GATE_CACHE[key]
+
+
+relu_value_at = reference_value_at  # the name before tasks could name their reference
 
 
 def seed_list(seed: int | Sequence[int], seeds: int = 1) -> list[int]:
@@ -55,19 +67,21 @@ def _key(task: Task, budget: int, seeds: list[int]) -> tuple[Any, ...]:
 
 
 def baseline_results(task: str | Task = "mnist1d-mlp", budget: int | None = None,
-                     seeds: int | Sequence[int] = 1, names: Sequence[str] = DEFAULT_BASELINES,
+                     seeds: int | Sequence[int] = 1, names: Sequence[str] | None = None,
                      task_config: Any = None, **kwargs: Any) -> dict[str, EvalResult]:
     """Evaluate reference activations (no ladder) with the same budget and seeds as the
-    candidates; `seeds` is a count (seeds 0..n-1) or a list. Cached per process."""
+    candidates; `seeds` is a count (seeds 0..n-1) or a list; `names` default to the task's
+    (`task_baselines`). Cached per process."""
     from afsearch.evaluate.core import evaluate
 
     task_obj = get_task(task, task_config)
+    names = task_baselines(task_obj) if names is None else names
     budget = budget or task_obj.recipe.steps
     seed_ids = seed_list(0, seeds) if isinstance(seeds, int) else list(seeds)
     cache = _BASELINE_CACHE.setdefault(_key(task_obj, budget, seed_ids), {})
     for name in names:
         if name not in cache:
-            cand = Candidate.activation(reference_formula(name))
+            cand = reference_candidate(name)
             cache[name] = evaluate(cand, task_obj, budget=budget, seed=seed_ids, ladder=False,
                                    **kwargs)
     best = best_baseline(task_obj, budget, seed_ids)

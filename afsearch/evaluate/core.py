@@ -10,7 +10,8 @@ from typing import Any
 
 from torch import nn
 
-from afsearch.candidate import Candidate
+from afsearch.candidate import ACTIVATION, Candidate
+from afsearch.compile.token import materialise
 from afsearch.errors import TaskError
 from afsearch.evaluate import baselines as _baselines
 from afsearch.evaluate.ladder import (
@@ -102,9 +103,10 @@ def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig
              result: EvalResult, measure_cost: bool) -> Callable[[], nn.Module] | None:
     """The ladder before training: screen, compile, stability probe, cost. Returns the model
     builder, or None when the candidate was rejected."""
-    if cfg and cfg.screen and not cand.is_layer:
+    formula = cand.screen_formula
+    if cfg and cfg.screen and formula is not None:
         result.stage = "screen"
-        if not result.add_stage(screen_stage(cand.spec)).passed:
+        if not result.add_stage(screen_stage(formula)).passed:
             return None
     result.stage = "compile"
     start = time.perf_counter()
@@ -115,9 +117,12 @@ def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig
             return task.model(nn.ReLU, layer)
     else:
         act = cand.activation_factory()
+        model_task = task.with_config(cand.task_overrides())
+        example = task.data.train.x[:2]
 
         def build() -> nn.Module:
-            return task.model(act)
+            # an MoA gate is sized by its first call: before the optimizer sees the parameters
+            return materialise(model_task.model(act), example)
     result.params = sum(p.numel() for p in build().parameters())
     result.seconds += time.perf_counter() - start
     if cfg and cfg.stability:
@@ -136,9 +141,10 @@ def _gate(cfg: LadderConfig | None, task: Task, recipe: Any, seed: int, device: 
     if not (cfg and cfg.quality):
         return None
     step = cfg.gate_step(recipe.steps)
-    base = (_baselines.relu_value_at(task, recipe, seed, step, device, threads)
+    base = (_baselines.reference_value_at(task, recipe, seed, step, device, threads)
             if cfg.quality_baseline else None)
-    return QualityGate(step, quality_threshold(cfg, task.chance, base, task.metric), base, task.metric)
+    return QualityGate(step, quality_threshold(cfg, task.chance, base, task.metric), base, task.metric,
+                       task.spec.reference)
 
 
 def _absorb(result: EvalResult, gate: QualityGate | None, out: Any, seed: int) -> bool:
@@ -187,7 +193,8 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
             continue
         if build is not None:
             builds[i] = build
-    can_pack = pack and len(builds) > 1 and all(packable(b()) for b in list(builds.values())[:1])
+    can_pack = (pack and len(builds) > 1 and all(cands[i].kind == ACTIVATION for i in builds)
+                and all(packable(b()) for b in list(builds.values())[:1]))
     if can_pack:
         active = list(builds)
         for s in seed_ids:

@@ -168,6 +168,7 @@ class Search:
         if unknown:
             raise ConfigError(f"strategy {strategy_name!r} has no option(s) {', '.join(unknown)}; "
                               f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+        config.baselines = config.baseline_names()  # recorded in config.toml as resolved
         _check_tasks(config, space)
         _check_executor(config)
         _check_strategy(config, space)
@@ -514,9 +515,9 @@ class Search:
 
     def _submit_baselines(self, executor: Executor) -> None:
         with self.store.transaction():
-            for name in self.config.baselines:
+            for name in self.config.baseline_names():
                 ref = get_reference(name)
-                candidate = Candidate.activation(ref.formula)
+                candidate = ref.candidate()
                 fp = candidate.fingerprint()
                 formula, canonical = candidate.describe()
                 cid, _ = self.store.add_candidate(fp, candidate.kind, formula, canonical,
@@ -725,6 +726,15 @@ def _check_user_tasks_unchanged(config: SearchConfig, allow_changed: bool) -> bo
     return updated
 
 
+def _task_options(config: SearchConfig, task: str) -> set[str]:
+    """The config fields of a built-in task (none for a user task)."""
+    import dataclasses
+
+    from afsearch.evaluate import TASKS
+
+    return {f.name for f in dataclasses.fields(TASKS[task].config)} if task in TASKS else set()
+
+
 def _check_tasks(config: SearchConfig, space: SearchSpace) -> None:
     from afsearch.evaluate import TASKS
     from afsearch.evaluate.tasks import layer_tasks, resolve_task_config
@@ -734,6 +744,14 @@ def _check_tasks(config: SearchConfig, space: SearchSpace) -> None:
             resolve_task_config(task, config.task_config_for(task))
         except TaskError as exc:
             raise ConfigError(str(exc)) from exc
+    for name in config.baseline_names():
+        needs = get_reference(name).candidate().task_overrides()
+        for task in config.tasks:
+            options = _task_options(config, task)
+            missing = sorted(set(needs) - options)
+            if missing:
+                raise ConfigError(f"baseline {name} fixes the task option(s) {', '.join(missing)}, which task "
+                                  f"{task} does not have; drop it from --baselines (it is for lm-transformer)")
     probe = space.to_candidate(space.sample(random.Random(0)))
     if probe.is_layer:
         wrong = [t for t in config.tasks

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from afsearch.candidate import Candidate
 from afsearch.evaluate.metric import Metric, get_metric
 from afsearch.search.config import steps_for, task_metric
 from afsearch.store import (
@@ -166,6 +167,27 @@ def _parent_ids(store: RunStore, fingerprints: tuple[str, ...]) -> list[int | No
         parent = store.candidate_by_fingerprint(fp)
         ids.append(None if parent is None else parent.id)
     return ids
+
+
+def record_candidate(record: CandidateRecord) -> Candidate:
+    """The candidate a stored record describes: a formula, the JSON genotype of a layer or
+    token-wise candidate, or (baselines) the reference it names."""
+    genotype = record.genotype
+    if isinstance(genotype, dict) and set(genotype) == {"reference"}:
+        from afsearch.reference import get_reference
+
+        return get_reference(str(genotype["reference"])).candidate()
+    if record.kind == "activation":
+        return Candidate.activation(record.formula or "")
+    return Candidate(record.kind, json.dumps(genotype))
+
+
+def run_ffn_form(store: RunStore) -> str | None:
+    """The FFN form of a run on a task with an `ffn` option (lm-transformer), else None."""
+    config = store.config
+    if config.get("task") != "lm-transformer":
+        return None
+    return str((config.get("task_config") or {}).get("ffn", "plain"))
 
 
 def export_layer(record: CandidateRecord, out_dir: Path, name: str) -> Path:

@@ -28,6 +28,7 @@ from afsearch.search.report import (
     VALIDATION_FILE,
     leaderboard_rows,
     main_task_and_steps,
+    record_candidate,
     run_metric,
 )
 from afsearch.search.seeding import derive_seed
@@ -61,12 +62,11 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
     entries: list[dict[str, Any]] = []
     for row in top:
         record = store.candidate(row["id"])
-        spec = record.formula if record.kind == "activation" else json.dumps(record.genotype)
         entries.append({"id": record.id, "formula": record.formula, "baseline": False,
-                        "candidate": Candidate(record.kind, spec or "").to_json()})
-    for name in config.baselines:
+                        "candidate": record_candidate(record).to_json()})
+    for name in config.baseline_names():
         ref = get_reference(name)
-        cand = Candidate.activation(ref.formula)
+        cand = ref.candidate()
         existing = store.candidate_by_fingerprint(cand.fingerprint())
         entries.append({"id": existing.id if existing else None, "formula": ref.formula, "baseline": True,
                         "name": ref.name, "candidate": cand.to_json()})
