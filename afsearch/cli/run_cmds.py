@@ -141,13 +141,21 @@ def _print_summary(summary: Any, validation: Any) -> None:
     if validation is not None:
         print(f"validation on {validation['seeds']} fresh seeds (test {validation.get('metric', 'accuracy')}; "
               f"{validation['test']}):")
+        bits = _bits_per_byte_task(validation.get("task"))
         for row in validation["rows"]:
-            print("  " + _validation_line(row))
+            print("  " + _validation_line(row, bits))
     if summary.state == "stopped":
         print(_resume_hint(summary.run))
 
 
-def _validation_line(row: dict[str, Any]) -> str:
+def _bits_per_byte_task(task: str | None) -> bool:
+    """Whether a task's loss is nats per byte, shown also as bits per byte (lm-transformer)."""
+    from afsearch.evaluate import TASKS
+
+    return task in TASKS and TASKS[task].bits_per_byte
+
+
+def _validation_line(row: dict[str, Any], bits_per_byte: bool = False) -> str:
     if row.get("mean") is None:
         return f"   failed      {row['formula']}  [{row.get('error', 'no result')}]"
     if row.get("baseline"):
@@ -156,8 +164,11 @@ def _validation_line(row: dict[str, Any]) -> str:
         mark = "beats best baseline" if row.get("beats_baseline") else "not shown better than best baseline"
         if row.get("p_value") is not None:
             mark += f", p={row['p_value']:.3g}"
+        if row.get("p_paired") is not None:
+            mark += f", paired p={row['p_paired']:.3g}"
     std = "-" if row.get("std") is None else f"{row['std']:.4f}"
-    return f"{row['mean']:.4f} ± {std}  {row['formula']}  [{mark}]"
+    bits = f" ({row['mean'] / math.log(2):.4f} bits/byte)" if bits_per_byte else ""
+    return f"{row['mean']:.4f} ± {std}{bits}  {row['formula']}  [{mark}]"
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -343,8 +354,9 @@ def _validate(args: argparse.Namespace) -> int:
         print(json.dumps(report))
         return 0
     print(f"validation: {report['seeds']} fresh seeds, {report['steps']} steps, test: {report['test']}")
+    bits = _bits_per_byte_task(report.get("task"))
     for row in report["rows"]:
-        print(_validation_line(row))
+        print(_validation_line(row, bits))
     return 0
 
 

@@ -113,7 +113,7 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
     baselines = [e for e in entries if e["baseline"] and e["per_seed"]]
     best = max(baselines, key=lambda e: metric.oriented(e["mean"])) if baselines else None
     for entry in entries:
-        entry["p_value"] = None
+        entry["p_value"] = entry["p_paired"] = None
         entry["beats_baseline"] = False
         if entry["baseline"] or best is None or len(entry["per_seed"]) < 2:
             continue
@@ -122,6 +122,10 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
                            [metric.oriented(v) for v in best["per_seed"]])
         entry["p_value"] = p
         entry["beats_baseline"] = bool(p is not None and p < ALPHA and metric.better(entry["mean"], best["mean"]))
+        # every entry ran on the same seeds: the paired test (same seed, same data order) is
+        # reported beside the decision's Welch test, which assumes nothing about the pairing
+        entry["p_paired"] = paired_greater([metric.oriented(v) for v in entry["per_seed"]],
+                                           [metric.oriented(v) for v in best["per_seed"]])
     entries.sort(key=lambda e: rank_key(e["mean"], None, 0, hib))  # stable: ties keep their order
     number = store.add_validation_round(task, steps, seeds, [_result(e) for e in entries])
     report = {
