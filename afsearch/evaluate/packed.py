@@ -191,6 +191,8 @@ def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, re
         raise ValueError("need one seed per model, and at least one model")
     reports = list(reports or [None] * k_total)
     check_refit(recipe, data)
+    if recipe.grad_clip:  # one norm per member would be needed; no packable task clips
+        raise ValueError("packed training does not clip gradients (Recipe.grad_clip)")
     dev = pick_device(device)
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else nullcontext)
     with cpu_threads(threads, dev):

@@ -61,6 +61,9 @@ class Recipe:
     #: of the training targets on the features feeding it (regression only): the score is then
     #: that of the best linear readout of the features, not of how far SGD got towards it
     refit_readout: bool = False
+    #: clip the gradient's global norm to this before each step (0: no clipping); the LM task
+    #: uses 1.0, as transformer recipes do, so a rare loss spike does not derail a short run
+    grad_clip: float = 0.0
 
 
 @dataclass
@@ -243,6 +246,8 @@ def train(build_model: Callable[[], nn.Module], data: Data, recipe: Recipe, seed
                 loss = criterion(model(data.train.x[idx]).float(), data.train.y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip, foreach=True)
             opt.step()
             step += 1
             if step in checks or step == recipe.steps:

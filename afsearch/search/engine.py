@@ -32,7 +32,6 @@ from typing import Any
 
 from torch import nn
 
-from afsearch.candidate import Candidate
 from afsearch.errors import AfsearchError, ConfigError, RunStoreError, TaskError, shorten
 from afsearch.evaluate.result import EvalResult
 from afsearch.execute import Executor, Job, JobResult, make_executor

@@ -17,7 +17,6 @@ from typing import Any
 
 from scipy import stats
 
-from afsearch.candidate import Candidate
 from afsearch.evaluate.metric import Metric
 from afsearch.evaluate.result import EvalResult
 from afsearch.execute import Executor, Job
