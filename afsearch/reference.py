@@ -86,12 +86,16 @@ _REFS = [
     Reference("swiglu", "x * sigmoid(x)", "SiLU as the gate of a GLU FFN: W2 (silu(W1 x) * V x)", ffn="glu"),
     Reference("geglu", f"0.5 * x * (1 + erf(x / {_SQRT2}))", "GELU as the gate of a GLU FFN", ffn="glu"),
     Reference("reglu", "relu(x)", "ReLU as the gate of a GLU FFN", ffn="glu"),
+]
+
+#: the references written as formulas (every one compiles and passes the screen)
+REFERENCES: dict[str, Reference] = {r.name: r for r in _REFS}
+#: token-wise references: modules over each token's hidden vector, not formulas
+TOKEN_REFERENCES: dict[str, Reference] = {r.name: r for r in [
     Reference("polynorm", '{"type": "polynorm", "degree": 3}',
               "PolyCom PolyNorm: sum_i a_i x^i / rms(x^i) + b over the hidden vector, i = 1..3, a init 1/3",
               kind="token"),
-]
-
-REFERENCES: dict[str, Reference] = {r.name: r for r in _REFS}
+]}
 _ALIASES = {"leakyrelu": "leaky_relu", "squaredrelu": "squared_relu", "relu2": "squared_relu",
             "pau54": "pau", "gelu_erf": "gelu", "hard_swish": "hardswish"}
 
@@ -104,12 +108,13 @@ def get_reference(name: str) -> Reference:
     text = name.strip().lower().replace("-", "_")
     key, _, form = text.partition("@")
     key = _ALIASES.get(key, key)
-    if key not in REFERENCES:
+    known = {**REFERENCES, **TOKEN_REFERENCES}
+    if key not in known:
         raise ExpressionError(
-            f"unknown reference activation {name!r}; allowed: {', '.join(sorted(REFERENCES))}"
+            f"unknown reference activation {name!r}; allowed: {', '.join(sorted(known))}"
             " (NAME@plain or NAME@glu for a fixed FFN form)"
         )
-    ref = REFERENCES[key]
+    ref = known[key]
     if not form:
         return ref
     if form not in FFN_FORMS:

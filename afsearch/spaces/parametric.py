@@ -177,7 +177,7 @@ def load_parametric_space(path: str | Path) -> ParametricSpace:
                 "a formula in x with named trainable constants",
             ) from None
     else:
-        ref = require(doc, "reference", str, path, allowed=sorted(n for n, r in REFERENCES.items() if r.kind == "activation"))
+        ref = require(doc, "reference", str, path, allowed=sorted(REFERENCES))
         formula = get_reference(ref).formula
         expr = parse(formula)
     trainable = optional(doc, "trainable", bool, path, default=True)
