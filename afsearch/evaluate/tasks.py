@@ -299,7 +299,7 @@ TASKS: dict[str, TaskSpec] = {
     "lm-transformer": TaskSpec(
         LMConfig, load_lm_data,
         lambda c, d, act, na: build_lm(c, act),
-        Recipe(steps=400, batch_size=32, lr=3e-3, warmup=40), 256,
+        Recipe(steps=400, batch_size=32, lr=3e-3, warmup=40, grad_clip=1.0), 256,
         doc="byte-level language model: nanoGPT-style transformer on Python standard-library source "
             "(ffn=plain|glu; the candidate is the FFN activation; validation loss, lower is better)",
         recipe_for=lambda c, r: dataclasses.replace(r, batch_size=c.batch_size, lr=c.lr),
