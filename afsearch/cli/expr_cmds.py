@@ -101,13 +101,15 @@ def _export(args: argparse.Namespace) -> int:
         from afsearch.cli import run_cmds
 
         return run_cmds.export_run(args)
-    from afsearch.compile.export import export_candidate
+    from afsearch.compile.export import export_candidate, skipped_formats
 
     candidate, name = candidate_from_args(args)
     formats = parse_formats(args.format)
     written = export_candidate(candidate, args.output, args.name or name, formats)
     for fmt, path in written.items():
         print(f"{fmt:<12} {path}")
+    for fmt in skipped_formats(candidate, formats):
+        print(f"{fmt:<12} not written: token-wise activations (MoA, PolyNorm) export as python only")
     return 0
 
 

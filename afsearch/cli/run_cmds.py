@@ -434,7 +434,7 @@ def _candidate_id(text: str) -> int:
 
 @_reads_run
 def export_run(args: argparse.Namespace) -> int:
-    from afsearch.compile.export import export_candidate, parse_formats
+    from afsearch.compile.export import export_candidate, parse_formats, skipped_formats
 
     formats = parse_formats(args.format)
     if (args.top is None) == (args.candidate_id is None):
@@ -466,9 +466,12 @@ def export_run(args: argparse.Namespace) -> int:
         name = args.name or f"candidate_{record.id}"
         if args.name and len(records) > 1:
             name = f"{args.name}_{rank}"
-        written = export_candidate(record_candidate(record), args.output, name, formats, ffn=ffn)
+        candidate = record_candidate(record)
+        written = export_candidate(candidate, args.output, name, formats, ffn=ffn)
         for fmt, path in written.items():
             print(f"{fmt:<12} {path}")
+        for fmt in skipped_formats(candidate, formats):
+            print(f"{fmt:<12} not written: token-wise activations (MoA, PolyNorm) export as python only")
     return 0
 
 

@@ -126,6 +126,13 @@ def export_candidate(candidate: Candidate, out_dir: str | Path, name: str = "act
     return written
 
 
+def skipped_formats(candidate: Candidate, formats: tuple[str, ...]) -> tuple[str, ...]:
+    """The requested formats `export_candidate` does not write for this candidate."""
+    if candidate.kind == FFN:
+        candidate = candidate.ffn_form()[1]
+    return tuple(f for f in formats if f != "python") if candidate.kind == TOKEN else ()
+
+
 def _stem(name: str) -> str:
     stem = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "activation"
     return "act_" + stem if stem[0].isdigit() else stem
