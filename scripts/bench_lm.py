@@ -3,11 +3,14 @@ lm-transformer (5 seeds each: validation loss mean ± std, bits per byte, second
 evaluation), and the tokens per second of afsearch's training loop against a plain PyTorch loop
 written here (the same model, tensors preloaded, fused AdamW, the same batches and schedule).
 
+Evaluations run --workers at a time (one thread each: on this 2-core machine, one per core, as
+a 2-worker Ray search runs them); the two speed loops run alone, alternating.
+
 Resumable: every (member, seed) result and every speed trial is cached in a JSON file; a run
 stops starting new work after --max-seconds, and the next run goes on from the cache. The table
 is printed from whatever the cache holds (complete once nothing is left to do).
 
-    flock /tmp/heavy.lock .venv/bin/python scripts/bench_lm.py --max-seconds 480   # repeat until done
+    flock /tmp/heavy.lock .venv/bin/python scripts/bench_lm.py --max-seconds 420   # repeat until done
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +88,23 @@ def afsearch_loop(task: Any, seed: int, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def run(cache_path: Path, max_seconds: float) -> dict[str, Any]:
+def evaluate_member(name: str, seed: int) -> dict[str, Any]:
+    """One (member, seed) evaluation on one thread (run in a worker process)."""
+    torch.set_num_threads(1)
+    result = evaluate(MEMBERS[name], get_task("lm-transformer"), seed=seed, ladder=False)
+    if not result.ok:
+        raise RuntimeError(f"{name} seed {seed}: {result.status} {result.reason}")
+    s = result.per_seed[0]
+    return {"val_loss": s.val_loss, "test_loss": s.test_loss, "seconds": s.seconds, "params": result.params}
+
+
+def run(cache_path: Path, max_seconds: float, workers: int) -> dict[str, Any]:
     cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     started = time.perf_counter()
     torch.set_num_threads(1)
     task = get_task("lm-transformer")
     cache.setdefault("corpus_sha256", task.config.corpus_sha256)
+    cache["workers"] = workers
 
     def save() -> None:
         cache_path.write_text(json.dumps(cache, indent=1) + "\n")
@@ -96,20 +112,23 @@ def run(cache_path: Path, max_seconds: float) -> dict[str, Any]:
     def out_of_time() -> bool:
         return time.perf_counter() - started > max_seconds
 
-    for name, cand in MEMBERS.items():
-        for seed in SEEDS:
-            key = f"{name}|{seed}"
-            if key in cache or out_of_time():
-                continue
-            result = evaluate(cand, task, seed=seed, ladder=False)
-            if not result.ok:
-                raise SystemExit(f"{name} seed {seed}: {result.status} {result.reason}")
-            s = result.per_seed[0]
-            cache[key] = {"val_loss": s.val_loss, "test_loss": s.test_loss, "seconds": s.seconds,
-                          "params": result.params}
-            print(f"{name:<24} seed {seed}: val loss {s.val_loss:.4f}  {s.seconds:.1f} s", flush=True)
-            save()
-    for trial in range(SPEED_TRIALS):
+    todo = [(name, seed) for name in MEMBERS for seed in SEEDS if f"{name}|{seed}" not in cache]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        running: dict[Future[dict[str, Any]], tuple[str, int]] = {}
+        while todo or running:
+            while todo and len(running) < workers and not out_of_time():
+                item = todo.pop(0)
+                running[pool.submit(evaluate_member, *item)] = item
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name, seed = running.pop(future)
+                cache[f"{name}|{seed}"] = row = future.result()
+                print(f"{name:<24} seed {seed}: val loss {row['val_loss']:.4f}  {row['seconds']:.1f} s", flush=True)
+                save()
+    for trial in range(SPEED_TRIALS):  # alone on the machine: one loop at a time
         key = f"speed|{trial}"
         if key in cache or out_of_time():
             continue
@@ -125,8 +144,8 @@ def report(cache: dict[str, Any]) -> None:
     task = get_task("lm-transformer")
     cfg, recipe = task.config, task.recipe
     print(f"lm-transformer: width {cfg.width}, {cfg.layers} layers, {cfg.heads} heads, seq_len {cfg.seq_len}, "
-          f"batch {recipe.batch_size}, {recipe.steps} steps, lr {recipe.lr}; 1 CPU thread; "
-          f"corpus sha256 {str(cache.get('corpus_sha256'))[:16]}...")
+          f"batch {recipe.batch_size}, {recipe.steps} steps, lr {recipe.lr}; 1 CPU thread per evaluation, "
+          f"{cache.get('workers', 1)} at a time; corpus sha256 {str(cache.get('corpus_sha256'))[:16]}...")
     print(f"validation loss over seeds {list(SEEDS)} (nats per byte; bits per byte = loss / ln 2)")
     print(f"{'member':<24} {'seeds':>5} {'val loss':>17} {'bits/byte':>10} {'test loss':>10} {'params':>8} {'s/eval':>7}")
     gelu = [cache.get(f"gelu (plain)|{s}", {}).get("val_loss") for s in SEEDS]
@@ -162,13 +181,15 @@ def main() -> None:
     parser.add_argument("--cache", default="bench_lm.json", help="results cache (default: bench_lm.json)")
     parser.add_argument("--max-seconds", type=float, default=480.0,
                         help="start no new item after this many seconds (default 480)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="evaluations in parallel, one thread each (default 2: one per core here)")
     parser.add_argument("--report-only", action="store_true", help="print the table from the cache")
     args = parser.parse_args()
     path = Path(args.cache)
     if args.report_only:  # never trains: safe outside the heavy-job lock
         report(json.loads(path.read_text()) if path.exists() else {})
         return
-    report(run(path, args.max_seconds))
+    report(run(path, args.max_seconds, args.workers))
 
 
 if __name__ == "__main__":
