@@ -147,6 +147,7 @@ def report(cache: dict[str, Any]) -> None:
           f"batch {recipe.batch_size}, {recipe.steps} steps, lr {recipe.lr}; 1 CPU thread per evaluation, "
           f"{cache.get('workers', 1)} at a time; corpus sha256 {str(cache.get('corpus_sha256'))[:16]}...")
     print(f"validation loss over seeds {list(SEEDS)} (nats per byte; bits per byte = loss / ln 2)")
+    # s/eval: the median over seeds (a worker's first evaluation can meet a busy machine)
     print(f"{'member':<24} {'seeds':>5} {'val loss':>17} {'bits/byte':>10} {'test loss':>10} {'params':>8} {'s/eval':>7}")
     gelu = [cache.get(f"gelu (plain)|{s}", {}).get("val_loss") for s in SEEDS]
     for name in MEMBERS:
@@ -163,7 +164,7 @@ def report(cache: dict[str, Any]) -> None:
             paired = f"  vs gelu {statistics.fmean(diffs):+.4f} ± {statistics.stdev(diffs):.4f} (paired)"
         print(f"{name:<24} {len(rows):>5} {mean:>9.4f} ± {std:.4f} {bits_per_byte(mean):>10.4f} "
               f"{statistics.fmean(r['test_loss'] for r in rows):>10.4f} {rows[0]['params']:>8} "
-              f"{statistics.fmean(r['seconds'] for r in rows):>7.1f}{paired}")
+              f"{statistics.median(r['seconds'] for r in rows):>7.1f}{paired}")
     trials = [cache[f"speed|{t}"] for t in range(SPEED_TRIALS) if f"speed|{t}" in cache]
     if trials:
         tokens = SPEED_STEPS * recipe.batch_size * cfg.seq_len
