@@ -11,6 +11,8 @@ stops starting new work after --max-seconds, and the next run goes on from the c
 is printed from whatever the cache holds (complete once nothing is left to do).
 
     flock /tmp/heavy.lock .venv/bin/python scripts/bench_lm.py --max-seconds 420   # repeat until done
+
+The README figures are in scripts/data/bench_lm.json (--cache; --report-only prints them).
 """
 
 from __future__ import annotations
@@ -172,7 +174,7 @@ def report(cache: dict[str, Any]) -> None:
         plain = statistics.median(t["plain_s"] for t in trials)
         print(f"training loop, GELU, {SPEED_STEPS} steps + final validation/test loss, median of {len(trials)}: "
               f"afsearch {tokens / ours:,.0f} tokens/s, plain PyTorch loop {tokens / plain:,.0f} tokens/s "
-              f"(ratio {plain / ours:.2f}x)")
+              f"(afsearch's speed / plain: {plain / ours:.2f}x)")
     missing = len(MEMBERS) * len(SEEDS) + SPEED_TRIALS - sum(1 for k in cache if "|" in k)
     print("complete" if missing <= 0 else f"incomplete: {missing} item(s) left; run again to continue")
 
