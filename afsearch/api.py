@@ -44,10 +44,12 @@ def load(path: str | Path) -> nn.Module:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
+        # public classes only: a token-wise export (MoA) defines private helper classes too
         classes = [v for v in vars(module).values()
-                   if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == name]
+                   if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == name
+                   and not v.__name__.startswith("_")]
         if len(classes) != 1:
-            raise ConfigError(f"{p} defines {len(classes)} nn.Module classes; expected exactly one")
+            raise ConfigError(f"{p} defines {len(classes)} public nn.Module classes; expected exactly one")
         return classes[0]()
     if p.name.endswith(".pt2"):
         return torch.export.load(str(p)).module()
@@ -80,6 +82,11 @@ def patch_activations(model: nn.Module, act: ActivationSpec,
     instance registered at several places (``r = nn.ReLU(); nn.Sequential(lin, r, lin2, r)``)
     becomes one new module registered at the same places, so it counts once and keeps sharing
     its constants, as the original shared its state.
+
+    A token-wise candidate (MoA) sizes its gate on the first call: run one forward pass before
+    building the optimizer. An FFN form (GLU) is a model's structure, not an activation: patching
+    swaps only the activation; for a gated block use the ``*_ffn.py`` module `afsearch export`
+    writes for runs on lm-transformer.
 
     Activations called as functions inside ``forward`` (``torch.relu(x)``, ``F.gelu(x)``, and
     ``nn.TransformerEncoderLayer(activation="gelu")``) are not modules and are not seen here;

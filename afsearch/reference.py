@@ -1,20 +1,36 @@
-"""Reference activations by name, written in the expression language (REFERENCE §8).
+"""Reference activations by name, written in the expression language (REFERENCE §8, §10).
 
 Every search is compared against these; they also seed populations. Names are lower-case;
-``reference_formula`` accepts any case and a few common aliases."""
+``reference_formula`` accepts any case and a few common aliases.
+
+A reference may fix the FFN form it is meant for (``ffn="glu"``: SwiGLU is SiLU as the gate of
+a GLU feed-forward block), and any reference can be put in a form by name: ``gelu@plain``,
+``silu@glu``. On a task with an `ffn` option (lm-transformer) such a reference trains in its own
+form whatever the run's form, so GELU-plain and SwiGLU are compared at equal parameter count;
+`reference_candidate` turns a name into the candidate that says so. A reference of kind
+"token" (PolyNorm) is a token-wise module, not a formula (see afsearch.compile.token)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from afsearch.candidate import ACTIVATION, Candidate
 from afsearch.errors import ExpressionError
+
+FFN_FORMS = ("plain", "glu")
 
 
 @dataclass(frozen=True)
 class Reference:
     name: str
-    formula: str
+    formula: str  # a formula (kind "activation") or a token-wise spec (kind "token")
     description: str
+    ffn: str | None = None  # the FFN form it is meant for ("glu"); None: the task's
+    kind: str = ACTIVATION
+
+    def candidate(self) -> Candidate:
+        inner = Candidate(self.kind, self.formula)
+        return inner if self.ffn is None else Candidate.in_ffn(self.ffn, inner)
 
 
 _SQRT2 = "1.4142135623730951"
@@ -67,9 +83,19 @@ _REFS = [
     ),
     Reference("tanh", "tanh(x)", "tanh"),
     Reference("sigmoid", "sigmoid(x)", "logistic sigmoid"),
+    Reference("swiglu", "x * sigmoid(x)", "SiLU as the gate of a GLU FFN: W2 (silu(W1 x) * V x)", ffn="glu"),
+    Reference("geglu", f"0.5 * x * (1 + erf(x / {_SQRT2}))", "GELU as the gate of a GLU FFN", ffn="glu"),
+    Reference("reglu", "relu(x)", "ReLU as the gate of a GLU FFN", ffn="glu"),
 ]
 
+#: the references written as formulas (every one compiles and passes the screen)
 REFERENCES: dict[str, Reference] = {r.name: r for r in _REFS}
+#: token-wise references: modules over each token's hidden vector, not formulas
+TOKEN_REFERENCES: dict[str, Reference] = {r.name: r for r in [
+    Reference("polynorm", '{"type": "polynorm", "degree": 3}',
+              "PolyCom PolyNorm: sum_i a_i x^i / rms(x^i) + b over the hidden vector, i = 1..3, a init 1/3",
+              kind="token"),
+]}
 _ALIASES = {"leakyrelu": "leaky_relu", "squaredrelu": "squared_relu", "relu2": "squared_relu",
             "pau54": "pau", "gelu_erf": "gelu", "hard_swish": "hardswish"}
 
@@ -95,13 +121,27 @@ def register_reference(name: str, formula: str, description: str = "") -> Refere
 
 
 def get_reference(name: str) -> Reference:
-    key = name.strip().lower().replace("-", "_")
+    """A reference by name; ``NAME@FORM`` (``gelu@plain``, ``silu@glu``) puts it in an FFN form."""
+    text = name.strip().lower().replace("-", "_")
+    key, _, form = text.partition("@")
     key = _ALIASES.get(key, key)
-    if key not in REFERENCES:
+    known = {**REFERENCES, **TOKEN_REFERENCES}
+    if key not in known:
         raise ExpressionError(
-            f"unknown reference activation {name!r}; allowed: {', '.join(sorted(REFERENCES))}"
+            f"unknown reference activation {name!r}; allowed: {', '.join(sorted(known))}"
+            " (NAME@plain or NAME@glu for a fixed FFN form)"
         )
-    return REFERENCES[key]
+    ref = known[key]
+    if not form:
+        return ref
+    if form not in FFN_FORMS:
+        raise ExpressionError(f"reference {name!r}: FFN form must be one of {', '.join(FFN_FORMS)}, got {form!r}")
+    return replace(ref, name=f"{key}@{form}", ffn=form)
+
+
+def reference_candidate(name: str) -> Candidate:
+    """The candidate of a reference (its kind, and its FFN form when it fixes one)."""
+    return get_reference(name).candidate()
 
 
 def reference_formula(name: str) -> str:

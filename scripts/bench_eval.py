@@ -222,7 +222,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     recipe = Recipe(**{**task.recipe.__dict__, "steps": budget})
-    relu_gate = bl.relu_value_at(task, recipe, 0, gate_step)
+    relu_gate = bl.reference_value_at(task, recipe, 0, gate_step)
     gate_cost = time.perf_counter() - t0
 
     full, lad = {}, {}

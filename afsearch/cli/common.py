@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,14 @@ def candidate_id(text: str) -> int:
     return value
 
 
-def validation_line(row: dict[str, Any]) -> str:
+def bits_per_byte_task(task: str | None) -> bool:
+    """Whether a task's loss is nats per byte, shown also as bits per byte (lm-transformer)."""
+    from afsearch.evaluate import TASKS
+
+    return task in TASKS and TASKS[task].bits_per_byte
+
+
+def validation_line(row: dict[str, Any], bits_per_byte: bool = False) -> str:
     if row.get("mean") is None:
         return f"   failed      {row['formula']}  [{row.get('error', 'no result')}]"
     if row.get("baseline"):
@@ -84,6 +92,9 @@ def validation_line(row: dict[str, Any]) -> str:
         mark = "beats best baseline" if row.get("beats_baseline") else "not shown better than best baseline"
         if row.get("p_value") is not None:
             mark += f", p={row['p_value']:.3g}"
+        if row.get("p_paired") is not None:
+            mark += f", paired p={row['p_paired']:.3g}"
     std = "-" if row.get("std") is None else f"{row['std']:.4f}"
-    return f"{row['mean']:.4f} ± {std}  {row['formula']}  [{mark}]"
+    bits = f" ({row['mean'] / math.log(2):.4f} bits/byte)" if bits_per_byte else ""
+    return f"{row['mean']:.4f} ± {std}{bits}  {row['formula']}  [{mark}]"
 

@@ -6,10 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from afsearch.candidate import Candidate
 from afsearch.cli import bounded_int, max_threads
-from afsearch.cli.expr_cmds import add_formula_source, formula_from_args
-from afsearch.expr import to_string
+from afsearch.cli.expr_cmds import add_formula_source, candidate_from_args
 from afsearch.search.config import LIMITS
 
 if TYPE_CHECKING:  # the CLI imports torch only for commands that train
@@ -39,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="where candidates train: auto (cuda when a GPU is visible, else cpu), cpu, cuda, cuda:N (default: %(default)s)")
     p.add_argument("--no-ladder", action="store_true", help="train even if a rung would reject")
     p.add_argument("--baselines", action="store_true",
-                   help="also evaluate relu, gelu, silu, tanh, elu and report the difference")
+                   help="also evaluate the task's baselines (relu, gelu, silu, tanh, elu; lm-transformer: "
+                        "gelu, relu, silu, swiglu, geglu) and report the difference")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(handler=run_eval)
 
@@ -48,7 +47,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from afsearch.evaluate import evaluate, get_task
     from afsearch.evaluate.trainer import check_device
 
-    expr, _ = formula_from_args(args)
+    candidate, _ = candidate_from_args(args)
     from afsearch.cli.common import key_value_options
 
     config = key_value_options(args.task_option)
@@ -56,18 +55,24 @@ def run_eval(args: argparse.Namespace) -> int:
         config["data_dir"] = args.data_dir
     task = get_task(args.task, config or None)
     check_device(args.device)
-    result = evaluate(Candidate.activation(to_string(expr)), task, budget=args.budget,
+    result = evaluate(candidate, task, budget=args.budget,
                       seed=args.seed, seeds=args.seeds, ladder=not args.no_ladder,
                       threads=args.threads, baselines=args.baselines, device=args.device)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
-    print(f"{result.candidate['spec']} on {result.task} ({result.budget} steps, "
+    print(f"{candidate.describe()[0]} on {result.task} ({result.budget} steps, "
           f"seeds {result.seeds}): {result.status}")
     if result.ok and result.metric_spec.source == "loss":
         tests = result.test_values()
         print(f"  val {result.metric} {result.mean_loss:.4f} ± {result.std_loss:.4f} (lower is better)   "
               f"test {sum(tests) / len(tests):.4f}")
+        if task.spec.bits_per_byte:
+            from afsearch.evaluate.lm import bits_per_byte
+
+            print(f"  bits per byte  val {bits_per_byte(result.mean_loss):.4f} ± {bits_per_byte(result.std_loss):.4f}"
+                  f"   test {bits_per_byte(sum(tests) / len(tests)):.4f}   "
+                  f"per seed (val loss): {', '.join(f'{s.val_loss:.4f}' for s in result.per_seed)}")
     if result.ok:
         print(f"  val accuracy  {result.mean_accuracy:.4f} ± {result.std_accuracy:.4f}   "
               f"test {result.test_accuracy:.4f} ± {result.test_std:.4f}")

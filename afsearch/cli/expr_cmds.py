@@ -9,8 +9,9 @@ import argparse
 import json
 import keyword
 
+from afsearch.candidate import Candidate
 from afsearch.cli import bounded_int
-from afsearch.compile.export import FORMATS, class_name_for, export_activation, parse_formats
+from afsearch.compile.export import FORMATS, class_name_for, parse_formats
 from afsearch.errors import ConfigError, shorten
 from afsearch.expr import canonical_form, fingerprint, parse, to_latex, to_string
 from afsearch.expr.tree import Expr
@@ -23,11 +24,23 @@ def add_formula_source(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ref", metavar="NAME", help="a reference activation, e.g. gelu, swish, crrelu")
 
 
-def formula_from_args(args: argparse.Namespace) -> tuple[Expr, str]:
-    """(expression, suggested name) from --expr or --ref."""
+def candidate_from_args(args: argparse.Namespace) -> tuple[Candidate, str]:
+    """(candidate, suggested name) from --expr or --ref; a reference keeps its kind and FFN
+    form (``--ref swiglu`` trains SiLU in a GLU FFN on lm-transformer whatever its ffn option)."""
     if args.ref:
         ref = get_reference(args.ref)
-        return parse(ref.formula), ref.name
+        return ref.candidate(), ref.name.replace("@", "_")
+    expr, name = formula_from_args(args)
+    return Candidate.activation(to_string(expr)), name
+
+
+def formula_from_args(args: argparse.Namespace) -> tuple[Expr, str]:
+    """(expression, suggested name) from --expr or --ref (element-wise references only)."""
+    if args.ref:
+        ref = get_reference(args.ref)
+        if ref.kind != "activation":
+            raise ConfigError(f"reference {ref.name} is a token-wise module ({ref.description}), not a formula")
+        return parse(ref.formula), ref.name.replace("@", "_")
     if args.expr is not None:
         return parse(args.expr), "activation"
     raise ConfigError("give a formula with --expr FORMULA or a reference with --ref NAME")
@@ -56,12 +69,23 @@ def _show(args: argparse.Namespace) -> int:
         from afsearch.cli import inspect_cmds
 
         return inspect_cmds.show_candidate(args)
+    if args.ref and get_reference(args.ref).kind != "activation":
+        ref = get_reference(args.ref)
+        cand = ref.candidate()
+        info = {"name": ref.name, "kind": cand.kind, "formula": cand.describe()[0], "description": ref.description,
+                "fingerprint": cand.fingerprint()}
+        print(json.dumps(info) if args.json else "\n".join(f"{k:<12} {v}" for k, v in info.items()))
+        return 0
     info = describe_formula(formula_from_args(args)[0])
+    if args.ref and get_reference(args.ref).ffn:
+        info["ffn"] = get_reference(args.ref).ffn  # the FFN form the reference is meant for
     if args.json:
         print(json.dumps(info))
         return 0
     screen_info = info["screen"]
     print(f"formula      {info['formula']}")
+    if "ffn" in info:
+        print(f"ffn          {info['ffn']} (trains in a {info['ffn']} FFN on tasks with an ffn option)")
     print(f"canonical    {info['canonical']}" + ("" if info["canonical_simplified"] else "  (structural)"))
     print(f"latex        {info['latex']}")
     print(f"fingerprint  {info['fingerprint']}")
@@ -79,11 +103,15 @@ def _export(args: argparse.Namespace) -> int:
         from afsearch.cli import inspect_cmds
 
         return inspect_cmds.export_run(args)
-    expr, name = formula_from_args(args)
+    from afsearch.export import export_candidate, skipped_formats
+
+    candidate, name = candidate_from_args(args)
     formats = parse_formats(args.format)
-    written = export_activation(expr, args.output, args.name or name, formats)
+    written = export_candidate(candidate, args.output, args.name or name, formats)
     for fmt, path in written.items():
         print(f"{fmt:<12} {path}")
+    for fmt in skipped_formats(candidate, formats):
+        print(f"{fmt:<12} not written: token-wise activations (MoA, PolyNorm) export as python only")
     return 0
 
 

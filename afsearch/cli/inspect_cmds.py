@@ -178,16 +178,19 @@ def _stage_detail(stage: dict[str, Any], metric_name: str = "accuracy") -> str:
     if stage["name"] != "quality" or f"val_{source}" not in stats:
         return cost
     # the gate measures no time of its own: it reads the validation metric during training
-    relu = f"relu_{source}"
-    against = f", ReLU {stats[relu]:.4f}" if relu in stats else ", no ReLU baseline"
+    # "{reference}_{source}": the task's reference activation (ReLU, or GELU for the LM task)
+    refs = [k for k in stats if k.endswith(f"_{source}") and k != f"val_{source}"]
+    label = refs[0].removesuffix(f"_{source}") if refs else ""
+    label = "ReLU" if label == "relu" else label.upper()
+    against = f", {label} {stats[refs[0]]:.4f}" if refs else ", no reference baseline"
     return (f"at step {int(stats.get('step', stage['steps']))}: val {metric_name} {stats[f'val_{source}']:.4f} vs "
             f"threshold {stats['threshold']:.4f}{against}")
 
 
 @reads_run
 def export_run(args: argparse.Namespace) -> int:
-    from afsearch.compile.export import export_activation, parse_formats
-    from afsearch.expr import parse
+    from afsearch.compile.export import parse_formats
+    from afsearch.export import export_candidate, skipped_formats
 
     formats = parse_formats(args.format)
     if (args.top is None) == (args.candidate_id is None):
@@ -205,8 +208,12 @@ def export_run(args: argparse.Namespace) -> int:
             records = [store.candidate(r["id"]) for r in rows]
     if not records:
         raise RunStoreError("the run has no finished candidates to export yet")
+    from afsearch.report.runs import record_candidate, run_ffn_form
+
+    with open_ro(args) as store:
+        ffn = run_ffn_form(store)
     for rank, record in enumerate(records, 1):
-        if record.kind != "activation":
+        if record.kind == "layer":
             from afsearch.compile.export import export_layer
 
             path = export_layer(record.genotype, record.formula or "", args.output, f"candidate_{record.id}")
@@ -215,9 +222,12 @@ def export_run(args: argparse.Namespace) -> int:
         name = args.name or f"candidate_{record.id}"
         if args.name and len(records) > 1:
             name = f"{args.name}_{rank}"
-        written = export_activation(parse(record.formula or ""), args.output, name, formats)
+        candidate = record_candidate(record)
+        written = export_candidate(candidate, args.output, name, formats, ffn=ffn)
         for fmt, path in written.items():
             print(f"{fmt:<12} {path}")
+        for fmt in skipped_formats(candidate, formats):
+            print(f"{fmt:<12} not written: token-wise activations (MoA, PolyNorm) export as python only")
     return 0
 
 

@@ -14,6 +14,7 @@ from afsearch.cli import bounded_int
 from afsearch.cli.common import (
     MAX_TOP,
     add_run_arg,
+    bits_per_byte_task,
     key_value_options,
     validation_line,
 )
@@ -120,8 +121,9 @@ def _print_summary(summary: Any, validation: Any) -> None:
     if validation is not None:
         print(f"validation on {validation['seeds']} fresh seeds (test {validation.get('metric', 'accuracy')}; "
               f"{validation['test']}):")
+        bits = bits_per_byte_task(validation.get("task"))
         for row in validation["rows"]:
-            print("  " + validation_line(row))
+            print("  " + validation_line(row, bits))
     if summary.state == "stopped":
         print(_resume_hint(summary.run))
 
@@ -197,8 +199,9 @@ def _validate(args: argparse.Namespace) -> int:
         print(json.dumps(report))
         return 0
     print(f"validation: {report['seeds']} fresh seeds, {report['steps']} steps, test: {report['test']}")
+    bits = bits_per_byte_task(report.get("task"))
     for row in report["rows"]:
-        print(validation_line(row))
+        print(validation_line(row, bits))
     return 0
 
 

@@ -106,8 +106,11 @@ def _show(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(record))
             continue
-        label = "formula" if candidate.kind == "activation" else "layer"
-        print(f"[{i}] {label}: {candidate.spec}")
+        if candidate.kind == "token":  # a token-wise module: its readable form, not its JSON
+            print(f"[{i}] token-wise: {candidate.describe()[0]}")
+        else:
+            label = "formula" if candidate.kind == "activation" else "layer"
+            print(f"[{i}] {label}: {candidate.spec}")
         print(f"    genotype: {json.dumps(genotype)}")
         if "entropy" in record:
             e, b = record["entropy"], record["base_entropy"]

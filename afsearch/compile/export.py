@@ -5,7 +5,11 @@
 - ``torchscript``: ``torch.jit.save`` of the scripted module (TorchScript is deprecated upstream
   but still asked for);
 - ``pt2``: a ``torch.export`` program for 2-D input ``(batch, features)`` with both dimensions
-  dynamic; reshape other shapes to 2-D (the function is element-wise).
+  dynamic; reshape other shapes to 2-D (the function is element-wise);
+- ``ffn`` (with an FFN form, `afsearch.export.export_candidate`): ``<name>_ffn.py``, the activation plus a
+  drop-in transformer feed-forward block using it (plain or GLU), torch only.
+
+Token-wise activations (MoA, PolyNorm; `afsearch.compile.token`) export as ``python`` only.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return formats
 
 
-def _prepare_dir(out_dir: Path) -> None:
+def prepare_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -59,10 +63,8 @@ def export_activation(
 ) -> dict[str, Path]:
     """Write the requested artefacts into ``out_dir``; returns format -> path."""
     out = Path(out_dir)
-    _prepare_dir(out)
-    stem = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "activation"
-    if stem[0].isdigit():
-        stem = "act_" + stem
+    prepare_dir(out)
+    stem = file_stem(name)
     generated = generate_module(expr, class_name_for(stem))
     written: dict[str, Path] = {}
     if "python" in formats:
@@ -97,7 +99,13 @@ def export_layer(graph: Any, formula: str, out_dir: str | Path, name: str) -> Pa
     """A layer candidate exports as its JSON graph and readable formula (rebuild the module
     with `afsearch.layers.LayerGraph.from_json(data["graph"]).build(channels)`)."""
     out = Path(out_dir)
-    _prepare_dir(out)
+    prepare_dir(out)
     path = out / f"{name}.layer.json"
     write_atomic(path, json.dumps({"formula": formula, "graph": graph}, indent=2) + "\n")
     return path
+
+
+def file_stem(name: str) -> str:
+    """`name` as a Python module file stem."""
+    stem = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "activation"
+    return "act_" + stem if stem[0].isdigit() else stem

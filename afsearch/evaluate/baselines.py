@@ -16,16 +16,25 @@ from afsearch.candidate import Candidate
 from afsearch.evaluate.result import EvalResult
 from afsearch.evaluate.tasks import Task
 from afsearch.evaluate.trainer import Recipe, train
+from afsearch.reference import DEFAULT_BASELINES, reference_candidate
 
 _GATE_CACHE: dict[tuple[Any, ...], float] = {}
 _BASELINE_CACHE: dict[tuple[Any, ...], dict[str, EvalResult]] = {}
 
 
-def relu_value_at(task: Task, recipe: Recipe, seed: int, step: int,
-                  device: str | None = None, threads: int | None = 1) -> float:
-    """The task's validation metric (accuracy or loss) for the default (ReLU) model after
-    `step` of `recipe.steps` steps, same seed; the run stops right after `step`, so this costs
-    `step` steps once."""
+def task_baselines(task: Task) -> tuple[str, ...]:
+    """The reference activations a task is compared with when none are named: the task's own
+    list (lm-transformer: GELU, ReLU, SiLU, SwiGLU, GeGLU) or DEFAULT_BASELINES."""
+    spec = task.spec
+    return tuple(spec.baselines(task.config)) if spec.baselines is not None else DEFAULT_BASELINES
+
+
+def reference_value_at(task: Task, recipe: Recipe, seed: int, step: int,
+                       device: str | None = None, threads: int | None = 1) -> float:
+    """The task's validation metric (accuracy or loss) for its reference activation
+    (`TaskSpec.reference`: ReLU by default, GELU for the LM task) after `step` of
+    `recipe.steps` steps, same seed; the run stops right after `step`, so this costs `step`
+    steps once."""
     key = (task.name, task.config, recipe, seed, step, device)
     loss = task.metric.source == "loss"
     if key not in _GATE_CACHE:
@@ -35,8 +44,9 @@ def relu_value_at(task: Task, recipe: Recipe, seed: int, step: int,
             seen[s] = val_loss if loss else acc
             return s < step
 
-        train(lambda: task.model(nn.ReLU), task.data, recipe, seed, report, [step],
-              device, threads)
+        name = task.spec.reference
+        act = nn.ReLU if name == "relu" else reference_candidate(name).activation_factory()
+        train(lambda: task.model(act), task.data, recipe, seed, report, [step], device, threads)
         _GATE_CACHE[key] = seen[step]
     return _GATE_CACHE[key]
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from torch import nn
 
-from afsearch.candidate import Candidate
+from afsearch.candidate import ACTIVATION, Candidate
+from afsearch.compile.token import materialise
 from afsearch.defaults import FAILED
 from afsearch.errors import TaskError, short_traceback
 from afsearch.evaluate import baselines as _baselines
@@ -24,7 +25,7 @@ from afsearch.evaluate.packed import packable, train_packed
 from afsearch.evaluate.result import EvalResult, SeedResult, StageRecord
 from afsearch.evaluate.tasks import DEFAULT_TASK, Task, config_to_json, get_task
 from afsearch.evaluate.trainer import cpu_threads, pick_device, train
-from afsearch.reference import DEFAULT_BASELINES, reference_formula
+from afsearch.reference import reference_candidate
 
 
 def _as_candidate(candidate: Candidate | str | dict[str, Any]) -> Candidate:
@@ -78,17 +79,19 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
 
 
 def baseline_results(task: str | Task = DEFAULT_TASK, budget: int | None = None,
-                     seeds: int | Sequence[int] = 1, names: Sequence[str] = DEFAULT_BASELINES,
+                     seeds: int | Sequence[int] = 1, names: Sequence[str] | None = None,
                      task_config: Any = None, **kwargs: Any) -> dict[str, EvalResult]:
     """Evaluate reference activations (no ladder) with the same budget and seeds as the
-    candidates; `seeds` is a count (seeds 0..n-1) or a list. Cached per process."""
+    candidates; `seeds` is a count (seeds 0..n-1) or a list; `names` default to the task's
+    (`afsearch.evaluate.baselines.task_baselines`). Cached per process."""
     task_obj = get_task(task, task_config)
+    names = _baselines.task_baselines(task_obj) if names is None else names
     budget = budget or task_obj.recipe.steps
     seed_ids = _baselines.seed_list(0, seeds) if isinstance(seeds, int) else list(seeds)
     cache = _baselines.cached_baselines(task_obj, budget, seed_ids)
     for name in names:
         if name not in cache:
-            cand = Candidate.activation(reference_formula(name))
+            cand = reference_candidate(name)
             cache[name] = evaluate(cand, task_obj, budget=budget, seed=seed_ids, ladder=False,
                                    **kwargs)
     best = _baselines.best_baseline(task_obj, budget, seed_ids)
@@ -108,7 +111,7 @@ def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
     build = _prepare(cand, task, seed_ids, cfg, result, measure_cost)
     if build is None:
         return
-    if pack and len(seed_ids) > 1 and packable(build()):
+    if pack and len(seed_ids) > 1 and cand.kind == ACTIVATION and packable(build()):
         gates = [_gate(cfg, task, recipe, s, device, threads) for s in seed_ids]
         outs = train_packed([build] * len(seed_ids), task.data, recipe, seed_ids, gates,
                             [gates[0].step] if gates[0] else (), device, threads)
@@ -127,9 +130,10 @@ def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig
              result: EvalResult, measure_cost: bool) -> Callable[[], nn.Module] | None:
     """The ladder before training: screen, compile, stability probe, cost. Returns the model
     builder, or None when the candidate was rejected."""
-    if cfg and cfg.screen and not cand.is_layer:
+    formula = cand.screen_formula
+    if cfg and cfg.screen and formula is not None:
         result.stage = "screen"
-        if not result.add_stage(screen_stage(cand.spec)).passed:
+        if not result.add_stage(screen_stage(formula)).passed:
             return None
     result.stage = "compile"
     start = time.perf_counter()
@@ -140,9 +144,12 @@ def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig
             return task.model(nn.ReLU, layer)
     else:
         act = cand.activation_factory()
+        model_task = task.with_config(cand.task_overrides())
+        example = task.data.train.x[:2]
 
         def build() -> nn.Module:
-            return task.model(act)
+            # an MoA gate is sized by its first call: before the optimizer sees the parameters
+            return materialise(model_task.model(act), example)
     result.params = sum(p.numel() for p in build().parameters())
     result.seconds += time.perf_counter() - start
     if cfg and cfg.stability:
@@ -161,9 +168,10 @@ def _gate(cfg: LadderConfig | None, task: Task, recipe: Any, seed: int, device: 
     if not (cfg and cfg.quality):
         return None
     step = cfg.gate_step(recipe.steps)
-    base = (_baselines.relu_value_at(task, recipe, seed, step, device, threads)
+    base = (_baselines.reference_value_at(task, recipe, seed, step, device, threads)
             if cfg.quality_baseline else None)
-    return QualityGate(step, quality_threshold(cfg, task.chance, base, task.metric), base, task.metric)
+    return QualityGate(step, quality_threshold(cfg, task.chance, base, task.metric), base, task.metric,
+                       task.spec.reference)
 
 
 def _absorb(result: EvalResult, gate: QualityGate | None, out: Any, seed: int) -> bool:
@@ -212,7 +220,8 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
             continue
         if build is not None:
             builds[i] = build
-    can_pack = pack and len(builds) > 1 and all(packable(b()) for b in list(builds.values())[:1])
+    can_pack = (pack and len(builds) > 1 and all(cands[i].kind == ACTIVATION for i in builds)
+                and all(packable(b()) for b in list(builds.values())[:1]))
     if can_pack:
         active = list(builds)
         for s in seed_ids:

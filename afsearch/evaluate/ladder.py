@@ -4,9 +4,11 @@
 (b) stability: EvoNorm-style probe at initialisation: a few steps of gradient ascent on the
     weights to maximise the gradient norm on one batch (on the CPU, float32, whatever the
     training device); reject if it turns non-finite or exceeds `stability_bound`;
-(c) quality: after `quality_step` training steps, reject if validation accuracy is below
-    chance + `quality_ratio` * (ReLU's accuracy at the same task, seed and step - chance);
-    with no baseline, below chance + `quality_margin`;
+(c) quality: after `quality_step` training steps, reject if the validation metric is worse
+    than chance + `quality_ratio` * (the reference's value at the same task, seed and step -
+    chance), in the metric's direction (for a loss: higher is worse); the reference is the
+    task's (`TaskSpec.reference`: ReLU, GELU for the LM task); with no baseline, worse than
+    chance + `quality_margin` (a loss: `quality_margin` of the way below chance);
 (d) multi-fidelity: `successive_halving` trains all candidates at budget/eta and only the
     best 1/eta at the full budget.
 
@@ -78,7 +80,18 @@ def stability_stage(build_model: Callable[[], nn.Module], data: Data, cfg: Ladde
                     seed: int = 0) -> StageRecord:
     """Gradient ascent on the weights to maximise the gradient norm of the loss on one batch.
     Uses double backward; activations without a second derivative fall back to ascending the
-    loss itself."""
+    loss itself. Works on any model the task trains, e.g. the LM's integer token inputs (the
+    weights are perturbed, never the inputs)."""
+    # the probe differentiates twice: attention must use the composite (math) kernel, as the
+    # fused CPU and CUDA kernels have no double backward
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        return _stability_probe(build_model, data, cfg, seed)
+
+
+def _stability_probe(build_model: Callable[[], nn.Module], data: Data, cfg: LadderConfig,
+                     seed: int) -> StageRecord:
     start = time.perf_counter()
     torch.manual_seed(seed)
     model = build_model()
@@ -124,11 +137,13 @@ def _stability(passed: bool, reason: str | None, start: float, steps: int,
 class QualityGate:
     """A `report` callback: at `step` compare the validation metric (accuracy, or loss for
     loss-scored tasks) with `threshold`, in the metric's direction. Later reports always pass;
-    the record of the decision is kept in `record`."""
+    the record of the decision is kept in `record`. `baseline` is the value of the task's
+    `reference` activation at the same step and seed (stats key ``{reference}_{source}``)."""
 
     def __init__(self, step: int, threshold: float, baseline: float | None,
-                 metric: Metric = ACCURACY) -> None:
+                 metric: Metric = ACCURACY, reference: str = "relu") -> None:
         self.step, self.threshold, self.baseline, self.metric = step, threshold, baseline, metric
+        self.reference = reference
         self.record: StageRecord | None = None
 
     def __call__(self, step: int, val_accuracy: float, val_loss: float) -> bool:
@@ -137,14 +152,15 @@ class QualityGate:
         m = self.metric
         value = val_loss if m.source == "loss" else val_accuracy
         passed = m.finite(value) and not m.better(self.threshold, value)
-        against = (f"ReLU {self.baseline:.3f}" if self.baseline is not None else "chance + margin")
+        label = "ReLU" if self.reference == "relu" else self.reference.upper()
+        against = (f"{label} {self.baseline:.3f}" if self.baseline is not None else "chance + margin")
         worse = "<" if m.higher_is_better else ">"
         reason = None if passed else (f"validation {m.name} {value:.3f} {worse} {self.threshold:.3f}"
                                       f" at step {step} ({against})")
         stats = {"val_accuracy": val_accuracy, "val_loss": val_loss, "threshold": self.threshold,
                  "step": float(step)}
         if self.baseline is not None:
-            stats[f"relu_{m.source}"] = self.baseline
+            stats[f"{self.reference}_{m.source}"] = self.baseline
         self.record = StageRecord("quality", passed, reason, 0.0, step, stats)
         return passed
 
@@ -152,14 +168,14 @@ class QualityGate:
 def quality_threshold(cfg: LadderConfig, chance: float, baseline: float | None,
                       metric: Metric = ACCURACY) -> float:
     """The value a candidate must reach at the gate step: `quality_ratio` of the way from a
-    constant prediction (`chance`) to ReLU's value, in the metric's direction; without a
-    baseline, `quality_margin` better than chance (for a loss: relative to it)."""
+    constant prediction (`chance`) to the reference's value, in the metric's direction; without
+    a baseline, `quality_margin` better than chance (for a loss: relative to it)."""
     if baseline is None:
         if metric.higher_is_better:
             return chance + cfg.quality_margin
         return chance - cfg.quality_margin * abs(chance)
     target = chance + cfg.quality_ratio * (baseline - chance)
-    # never demand more than ReLU itself reached (early on it can be worse than chance)
+    # never demand more than the reference itself reached (early on it can be worse than chance)
     return target if metric.better(baseline, target) else baseline
 
 

@@ -21,7 +21,8 @@ from afsearch.candidate import Candidate
 from afsearch.defaults import DEFAULT_TASK
 from afsearch.errors import AfsearchError, TaskError, plain_key, shorten
 from afsearch.evaluate import models
-from afsearch.evaluate.metric import ACCURACY, Metric
+from afsearch.evaluate.lm import LMConfig, build_lm, complete_config, load_lm_data
+from afsearch.evaluate.metric import ACCURACY, LOSS, Metric
 from afsearch.evaluate.models import ActFactory, NormActFactory
 from afsearch.evaluate.trainer import Data, Recipe, Split
 
@@ -241,6 +242,15 @@ class TaskSpec:
     metric: Metric = ACCURACY
     #: its model is a plain Linear/activation stack, which packed training stacks K at a time
     packable: bool = False
+    #: the reference activation the quality gate compares with (a name in afsearch.reference)
+    reference: str = "relu"
+    #: the baselines a search compares with when it names none (None: DEFAULT_BASELINES); may
+    #: depend on the config (e.g. the LM task's FFN form)
+    baselines: Callable[[Any], tuple[str, ...]] | None = None
+    #: the config completed with facts of this machine (e.g. a corpus hash), or a TaskError
+    complete: Callable[[Any], Any] | None = None
+    #: the score is a cross-entropy in nats per byte: displays add bits per byte (loss / ln 2)
+    bits_per_byte: bool = False
 
 
 def _n_in(data: Data) -> int:
@@ -287,7 +297,24 @@ TASKS: dict[str, TaskSpec] = {
         Recipe(steps=500, batch_size=128, lr=3e-3, warmup=50), 10, layers=True,
         doc="CIFAR-10 from local python batches (config data_dir), ResNet-20-style",
         check=lambda c: _check_cifar(c)),
+    "lm-transformer": TaskSpec(
+        LMConfig, load_lm_data,
+        lambda c, d, act, na: build_lm(c, act),
+        Recipe(steps=400, batch_size=32, lr=3e-3, warmup=40, grad_clip=1.0), 256,
+        doc="byte-level language model: nanoGPT-style transformer on Python standard-library source "
+            "(ffn=plain|glu; the candidate is the FFN activation; validation loss, lower is better)",
+        recipe_for=lambda c, r: dataclasses.replace(r, batch_size=c.batch_size, lr=c.lr),
+        metric=LOSS, reference="gelu", baselines=lambda c: _lm_baselines(c),
+        complete=lambda c: complete_config(c), bits_per_byte=True),
 }
+
+
+def _lm_baselines(cfg: LMConfig) -> tuple[str, ...]:
+    """GELU, ReLU and SiLU in the run's FFN form, plus the other form's standard at equal
+    parameter count: SwiGLU and GeGLU beside a plain run, GELU-plain beside a gated one."""
+    if cfg.ffn == "glu":
+        return ("gelu", "relu", "silu", "gelu@plain")
+    return ("gelu", "relu", "silu", "swiglu", "geglu")
 
 
 @dataclass(frozen=True)
@@ -316,6 +343,18 @@ class Task:
                 return float(self.data.val.y.float().var(0, unbiased=False).mean())
             return math.log(n) if n else 0.0
         return 1.0 / n if n else 0.0
+
+    def with_config(self, overrides: dict[str, Any]) -> Task:
+        """This task with config fields replaced (a candidate that fixes its FFN form); the data
+        stays the same, so an override must not change what the loader builds."""
+        if not overrides:
+            return self
+        fields = {f.name for f in dataclasses.fields(self.config)} if dataclasses.is_dataclass(self.config) else set()
+        missing = sorted(set(overrides) - fields)
+        if missing:
+            raise TaskError(f"task {self.name} has no option {', '.join(missing)}; this candidate needs a task "
+                            f"that has (e.g. lm-transformer)")
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, **overrides))
 
     def model(self, act: ActFactory, norm_act: NormActFactory | None = None) -> nn.Module:
         if norm_act is not None and not self.spec.layers:
@@ -360,9 +399,11 @@ def resolve_task_config(name: str, options: Any = None) -> Any:
 
         return resolve_task(name, options).config
     cfg = make_config(name, options)
-    check = _spec(name).check
-    if check is not None:
-        check(cfg)
+    spec = _spec(name)
+    if spec.check is not None:
+        spec.check(cfg)
+    if spec.complete is not None:
+        cfg = spec.complete(cfg)
     return cfg
 
 

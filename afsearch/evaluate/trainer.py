@@ -62,6 +62,9 @@ class Recipe:
     #: of the training targets on the features feeding it (regression only): the score is then
     #: that of the best linear readout of the features, not of how far SGD got towards it
     refit_readout: bool = False
+    #: clip the gradient's global norm to this before each step (0: no clipping); the LM task
+    #: uses 1.0, as transformer recipes do, so a rare loss spike does not derail a short run
+    grad_clip: float = 0.0
 
 
 @dataclass
@@ -282,6 +285,8 @@ def train_members(members: Members, data: Data, recipe: Recipe, seeds: Sequence[
     `data` must already be on `dev`."""
     k_total = len(seeds)
     check_refit(recipe, data)
+    if recipe.grad_clip and k_total > 1:  # one norm per member would be needed; no packable task clips
+        raise ValueError("packed training does not clip gradients (Recipe.grad_clip)")
     autocast = autocast_for(dev)
     if recipe.refit_readout:  # trainable constants then start against the best readout
         members.refit_readout(data.train)
@@ -310,6 +315,8 @@ def train_members(members: Members, data: Data, recipe: Recipe, seeds: Sequence[
         losses = members.losses(rows, data, autocast)
         opt.zero_grad(set_to_none=True)
         (losses.sum() if len(live) > 1 else losses[0]).backward()
+        if recipe.grad_clip:
+            nn.utils.clip_grad_norm_(members.params(), recipe.grad_clip, foreach=True)
         opt.step()
         step += 1
         if step not in checks and step != recipe.steps:

@@ -3,14 +3,17 @@ candidate's details, exporting layer candidates. Read-only: works while a search
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+from afsearch.candidate import Candidate
 from afsearch.defaults import DEFAULT_TASK
 from afsearch.evaluate.metric import Metric, get_metric
 from afsearch.search.config import steps_for, task_metric
 from afsearch.store import (
     BASELINE_ORIGIN,
+    CandidateRecord,
     LeaderboardEntry,
     RunStore,
     ValidationRecord,
@@ -170,3 +173,29 @@ def _parent_ids(store: RunStore, fingerprints: tuple[str, ...]) -> list[int | No
         parent = store.candidate_by_fingerprint(fp)
         ids.append(None if parent is None else parent.id)
     return ids
+
+
+def record_candidate(record: CandidateRecord) -> Candidate:
+    """The candidate a stored record describes: a formula, the JSON genotype of a layer or
+    token-wise candidate, or (baselines) the reference it names."""
+    genotype = record.genotype
+    if isinstance(genotype, dict) and set(genotype) == {"reference"}:
+        from afsearch.reference import get_reference
+
+        return get_reference(str(genotype["reference"])).candidate()
+    if record.kind == "activation":
+        return Candidate.activation(record.formula or "")
+    return Candidate(record.kind, json.dumps(genotype))
+
+
+def run_ffn_form(store: RunStore) -> str | None:
+    """The FFN form of a run on a task with an `ffn` option (lm-transformer), else None."""
+    import dataclasses
+
+    from afsearch.evaluate.tasks import TASKS
+
+    config = store.config
+    spec = TASKS.get(config.get("task", DEFAULT_TASK))
+    if spec is None or "ffn" not in {f.name for f in dataclasses.fields(spec.config)}:
+        return None
+    return str((config.get("task_config") or {}).get("ffn", "plain"))

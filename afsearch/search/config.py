@@ -55,7 +55,10 @@ class SearchConfig:
     #: recorded, when the run is created)
     pack: int | None = None
     ladder: bool = True
-    baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
+    #: reference activations trained beside the candidates; None: the main task's own list
+    #: (lm-transformer: GELU, ReLU, SiLU, SwiGLU, GeGLU), else DEFAULT_BASELINES. `Search.create`
+    #: writes the resolved list into the run's config.toml.
+    baselines: list[str] | None = None
     seed_population: bool = True
     validate_top: int = 3
     validate_seeds: int = 3
@@ -117,7 +120,7 @@ class SearchConfig:
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown or not self.objectives:
             raise bad("objectives", f"unknown objective(s) {shorten(unknown)}; allowed: {', '.join(OBJECTIVES)}")
-        for name in self.baselines:
+        for name in self.baselines or []:
             get_reference(name)  # raises with the allowed names
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", self.name):
             raise bad("name", f"{shorten(self.name)} is not a valid run name; use letters, digits, '_', '-', '.'")
@@ -133,6 +136,17 @@ class SearchConfig:
         if self.device.startswith("cuda") and self.backend == "ray" and self.gpus_per_trial == 0:
             raise bad("device", f"{self.device} on the ray backend needs --gpus-per-trial > 0 "
                       "(Ray places and isolates GPU work only for trials that ask for a GPU share)")
+
+    def baseline_names(self) -> list[str]:
+        """`baselines`, or the main task's default list when None."""
+        if self.baselines is not None:
+            return list(self.baselines)
+        from afsearch.evaluate.tasks import TASKS, make_config
+
+        spec = TASKS.get(self.task)
+        if spec is None or spec.baselines is None:
+            return list(DEFAULT_BASELINES)
+        return list(spec.baselines(make_config(self.task, self.task_config or None)))
 
     @property
     def tasks(self) -> list[str]:
@@ -222,7 +236,8 @@ def _expect_types(config: SearchConfig, source: str) -> None:
         "time_limit_s": (int, float, type(None)), "steps": (int, type(None)), "seeds": (int,),
         "seed": (int,), "name": (str, type(None)), "backend": (str,), "workers": (int, type(None)),
         "ray_address": (str, type(None)), "cpus_per_trial": (int, float), "gpus_per_trial": (int, float),
-        "timeout_s": (int, float), "pack": (int, type(None)), "ladder": (bool,), "baselines": (list,), "seed_population": (bool,),
+        "timeout_s": (int, float), "pack": (int, type(None)), "ladder": (bool,), "baselines": (list, type(None)),
+        "seed_population": (bool,),
         "validate_top": (int,), "validate_seeds": (int,), "validate_steps": (int, type(None)),
         "data_dir": (str, type(None)), "user_tasks": (dict,), "device": (str,),
     }
@@ -231,7 +246,7 @@ def _expect_types(config: SearchConfig, source: str) -> None:
         if not _is(value, types):
             raise ConfigError(f"{source}: {key}: expected {_names(types)}, got {type(value).__name__} {shorten(value)}")
     for key in ("extra_tasks", "objectives", "baselines"):
-        for i, item in enumerate(getattr(config, key)):
+        for i, item in enumerate(getattr(config, key) or []):
             if not isinstance(item, str):
                 raise ConfigError(f"{source}: {key}[{i}]: expected a name (string), got "
                                   f"{type(item).__name__} {shorten(item)}")

@@ -31,7 +31,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from afsearch.candidate import Candidate
 from afsearch.defaults import DONE, REJECTED
 from afsearch.errors import AfsearchError, ConfigError, RunStoreError
 from afsearch.evaluate.ladder import LadderConfig
@@ -133,6 +132,7 @@ class Search:
             if unknown:
                 raise ConfigError(f"strategy {config.strategy!r} has no option(s) {', '.join(unknown)}; "
                                   f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+        config.baselines = config.baseline_names()  # recorded in config.toml as resolved
         preflight.check_tasks(config, space)
         preflight.check_executor(config)
         preflight.resolve_pack(config)
@@ -461,9 +461,9 @@ class Search:
 
     def _submit_baselines(self, executor: Executor) -> None:
         with self.store.transaction():
-            for name in self.config.baselines:
+            for name in self.config.baseline_names():
                 ref = get_reference(name)
-                candidate = Candidate.activation(ref.formula)
+                candidate = ref.candidate()
                 fp = candidate.fingerprint()
                 formula, canonical = candidate.describe()
                 cid, _ = self.store.add_candidate(fp, candidate.kind, formula, canonical,

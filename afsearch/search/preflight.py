@@ -11,6 +11,7 @@ from torch import nn
 
 from afsearch.errors import ConfigError, TaskError, shorten
 from afsearch.execute import Executor, make_executor
+from afsearch.reference import get_reference
 from afsearch.search.config import SearchConfig
 from afsearch.spaces.base import SearchSpace
 
@@ -93,6 +94,15 @@ def check_user_tasks_unchanged(config: SearchConfig, allow_changed: bool) -> boo
     return updated
 
 
+def _task_options(task: str) -> set[str]:
+    """The config fields of a built-in task (none for a user task)."""
+    import dataclasses
+
+    from afsearch.evaluate import TASKS
+
+    return {f.name for f in dataclasses.fields(TASKS[task].config)} if task in TASKS else set()
+
+
 def check_tasks(config: SearchConfig, space: SearchSpace) -> None:
     from afsearch.evaluate import TASKS
     from afsearch.evaluate.tasks import layer_tasks, resolve_task_config
@@ -102,6 +112,13 @@ def check_tasks(config: SearchConfig, space: SearchSpace) -> None:
             resolve_task_config(task, config.task_config_for(task))
         except TaskError as exc:
             raise ConfigError(str(exc)) from exc
+    for name in config.baseline_names():
+        needs = get_reference(name).candidate().task_overrides()
+        for task in config.tasks:
+            missing = sorted(set(needs) - _task_options(task))
+            if missing:
+                raise ConfigError(f"baseline {name} fixes the task option(s) {', '.join(missing)}, which task "
+                                  f"{task} does not have; drop it from --baselines (it is for lm-transformer)")
     probe = space.to_candidate(space.sample(random.Random(0)))
     if probe.is_layer:
         wrong = [t for t in config.tasks

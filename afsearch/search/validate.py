@@ -17,7 +17,6 @@ from typing import Any
 
 from scipy import stats
 
-from afsearch.candidate import Candidate
 from afsearch.evaluate.metric import Metric
 from afsearch.evaluate.protocol import WORKER_STAGE, EvalReply, EvalRequest
 from afsearch.execute import Executor, Job
@@ -27,6 +26,7 @@ from afsearch.report.runs import (
     VALIDATION_FILE,
     leaderboard_rows,
     main_task_and_steps,
+    record_candidate,
     run_metric,
 )
 from afsearch.search.config import SearchConfig
@@ -63,12 +63,11 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
     entries: list[dict[str, Any]] = []
     for row in top:
         record = store.candidate(row["id"])
-        spec = record.formula if record.kind == "activation" else json.dumps(record.genotype)
         entries.append({"id": record.id, "formula": record.formula, "baseline": False,
-                        "candidate": Candidate(record.kind, spec or "")})
-    for name in config.baselines:
+                        "candidate": record_candidate(record)})
+    for name in config.baseline_names():
         ref = get_reference(name)
-        cand = Candidate.activation(ref.formula)
+        cand = ref.candidate()
         existing = store.candidate_by_fingerprint(cand.fingerprint())
         entries.append({"id": existing.id if existing else None, "formula": ref.formula, "baseline": True,
                         "name": ref.name, "candidate": cand})
@@ -105,7 +104,7 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
     baselines = [e for e in entries if e["baseline"] and e["per_seed"]]
     best = max(baselines, key=lambda e: metric.oriented(e["mean"])) if baselines else None
     for entry in entries:
-        entry["p_value"] = None
+        entry["p_value"] = entry["p_paired"] = None
         entry["beats_baseline"] = False
         if entry["baseline"] or best is None or len(entry["per_seed"]) < 2:
             continue
@@ -114,6 +113,10 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
                            [metric.oriented(v) for v in best["per_seed"]])
         entry["p_value"] = p
         entry["beats_baseline"] = bool(p is not None and p < ALPHA and metric.better(entry["mean"], best["mean"]))
+        # every entry ran on the same seeds: the paired test (same seed, same data order) is
+        # reported beside the decision's Welch test, which assumes nothing about the pairing
+        entry["p_paired"] = paired_greater([metric.oriented(v) for v in entry["per_seed"]],
+                                           [metric.oriented(v) for v in best["per_seed"]])
     entries.sort(key=lambda e: rank_key(e["mean"], None, 0, hib))  # stable: ties keep their order
     number = store.add_validation_round(task, steps, seeds, [_result(e) for e in entries])
     report = {

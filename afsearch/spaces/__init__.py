@@ -7,7 +7,8 @@ interpreted by one module per `kind`.
     candidate = space.to_candidate(genotype)
 
 Kinds: swish (Swish-paper core units), gp (DEAP trees), eafo (base + Hermite corrections),
-parametric (one formula with tuned constants), evonorm (normalization-activation layers).
+parametric (one formula with tuned constants), evonorm (normalization-activation layers), la and
+moa (learnable and token-adaptive mixtures of a dictionary of activations).
 Every space implements `afsearch.spaces.base.SearchSpace`."""
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ KINDS: dict[str, tuple[str, str] | Callable[[Path], SearchSpace]] = {
     "eafo": ("afsearch.spaces.eafo", "load_eafo_space"),
     "parametric": ("afsearch.spaces.parametric", "load_parametric_space"),
     "evonorm": ("afsearch.spaces.evonorm", "load_evonorm_space"),
+    "la": ("afsearch.spaces.mixture", "load_la_space"),
+    "moa": ("afsearch.spaces.mixture", "load_moa_space"),
 }
 
 

@@ -337,7 +337,8 @@ def load_eafo_space(path: str | Path) -> EAFOSpace:
     name = require(doc, "name", str, path)
     require(doc, "kind", str, path, allowed=["eafo"])
     optional(doc, "description", str, path, default="")
-    usable = sorted(n for n, r in REFERENCES.items() if "eps" not in parse(r.formula).params())
+    usable = sorted(n for n, r in REFERENCES.items()
+                    if r.kind == "activation" and r.ffn is None and "eps" not in parse(r.formula).params())
     bases = require(doc, "bases", list, path, items=str, allowed=usable)
     if not bases:
         raise space_error(path, "bases", "no bases given", usable)
