@@ -154,8 +154,10 @@ def _validation_line(row: dict[str, Any]) -> str:
         mark = f"baseline {row.get('name', '')}".strip()
     else:
         mark = "beats best baseline" if row.get("beats_baseline") else "not shown better than best baseline"
+        if row.get("ci95") is not None:  # paired difference, positive = better (validate._compare)
+            mark += f", {row['difference']:+.4f} [95% CI {row['ci95'][0]:+.4f}, {row['ci95'][1]:+.4f}]"
         if row.get("p_value") is not None:
-            mark += f", p={row['p_value']:.3g}"
+            mark += f", p={row['p_value']:.3g}" + (" Holm" if row.get("p_raw") is not None else "")
     std = "-" if row.get("std") is None else f"{row['std']:.4f}"
     return f"{row['mean']:.4f} ± {std}  {row['formula']}  [{mark}]"
 
@@ -537,7 +539,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     validate = sub.add_parser("validate", help="retrain the top candidates on fresh seeds beside the baselines")
     _add_run_arg(validate)
     validate.add_argument("--top", type=int, help="retrain the best K candidates (default: the run's validate_top, 3)")
-    validate.add_argument("--seeds", type=int, help="fresh seeds per candidate (default: the run's validate_seeds, 3)")
+    validate.add_argument("--seeds", type=int, help="fresh seeds per candidate (default: the run's validate_seeds, 5)")
     validate.add_argument("--steps", type=int, help="training steps (default: the run's validate_steps, else its search steps)")
     validate.add_argument("--backend", choices=("ray", "local"), help="default: the run's backend")
     validate.add_argument("--workers", type=int,

@@ -15,8 +15,9 @@ whichever was imported first.
 import sys
 import types
 
-from afsearch.evaluate.baselines import DEFAULT_BASELINES, activation_cost, baseline_results
+from afsearch.evaluate.baselines import DEFAULT_BASELINES, activation_time, baseline_results
 from afsearch.evaluate.core import evaluate, evaluate_many, evaluate_multi, evaluate_payload
+from afsearch.evaluate.cost import activation_cost
 from afsearch.evaluate.ladder import LadderConfig, successive_halving
 from afsearch.evaluate.result import EvalResult, SeedResult, StageRecord
 from afsearch.evaluate.tasks import DEFAULT_TASK, TASKS, Task, get_task
@@ -46,6 +47,7 @@ __all__ = [
     "Task",
     "TrainResult",
     "activation_cost",
+    "activation_time",
     "baseline_results",
     "evaluate",
     "evaluate_many",

@@ -13,6 +13,7 @@ from torch import nn
 from afsearch.candidate import Candidate
 from afsearch.errors import TaskError
 from afsearch.evaluate import baselines as _baselines
+from afsearch.evaluate.cost import activation_cost
 from afsearch.evaluate.ladder import (
     LadderConfig,
     QualityGate,
@@ -124,9 +125,10 @@ def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig
         result.stage = "stability"
         if not result.add_stage(stability_stage(build, task.data, cfg, seed_ids[0])).passed:
             return None
+    result.activation_cost = activation_cost(cand)  # a count: the same on every run
     if measure_cost:
         result.stage = "cost"
-        result.activation_cost = _baselines.activation_cost(cand)
+        result.activation_time = _baselines.activation_time(cand)
     result.stage = None
     return build
 

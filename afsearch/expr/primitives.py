@@ -6,7 +6,10 @@ Each primitive carries
 - ``numpy``: a float64 numpy implementation with the same numeric guard (fingerprints, tests);
 - ``sympy``: a function building the symbolic form (canonical form, LaTeX cross-checks);
 - ``latex``: a LaTeX template;
-- ``guard``: a short human description of the numeric protection, if any.
+- ``guard``: a short human description of the numeric protection, if any;
+- ``cost``: forward+backward time of the compiled primitive relative to ReLU's, measured once
+  by ``scripts/bench_op_costs.py`` (the weights of the deterministic ``cost`` objective,
+  ``afsearch.evaluate.cost``), filled from ``MEASURED_COST`` below.
 
 Guards keep candidates finite where the naive formula is not: division protects a near-zero
 denominator, ``log`` takes ``log(|x| + eps)``, ``exp``-like ops clamp their argument, ``sqrt``
@@ -16,7 +19,7 @@ takes ``sqrt(|x|)``. The same guard appears in torch and numpy forms so both agr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy as sp
@@ -41,6 +44,8 @@ class Primitive:
     guard: str = ""
     #: which published search-space lists include it (documentation and space validation)
     families: tuple[str, ...] = ()
+    #: forward+backward time relative to ReLU (see the module docstring)
+    cost: float = 1.0
 
     def torch_source(self, *args: str) -> str:
         return self.torch.format(*args)
@@ -226,7 +231,10 @@ _PRIMS: list[Primitive] = [
     ),
 ]
 
-PRIMITIVES: dict[str, Primitive] = {p.name: p for p in _PRIMS}
+#: printed by scripts/bench_op_costs.py (256x1024 float32, 1 thread, median of 41 ratios)
+MEASURED_COST: dict[str, float] = {}
+
+PRIMITIVES: dict[str, Primitive] = {p.name: replace(p, cost=MEASURED_COST.get(p.name, p.cost)) for p in _PRIMS}
 UNARY: tuple[str, ...] = tuple(p.name for p in _PRIMS if p.arity == 1)
 BINARY: tuple[str, ...] = tuple(p.name for p in _PRIMS if p.arity == 2)
 

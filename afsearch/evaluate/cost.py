@@ -1,0 +1,69 @@
+"""The cost of a candidate as a count, so that a search with a `cost` objective repeats itself.
+
+An activation costs the elementwise operations its compiled module runs per element, each
+primitive weighted by its measured forward+backward time (`Primitive.cost`, relative to ReLU,
+measured once by scripts/bench_op_costs.py), divided by ReLU's weight: 1.0 costs what ReLU
+costs. A layer graph costs its active nodes, elementwise ones weighted the same way and
+statistics by the passes over the input their moment takes, divided by the count of
+BatchNorm+ReLU written as a graph. The wall-clock ratio, which varies from run to run, is
+`afsearch.evaluate.baselines.activation_time`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from afsearch.candidate import Candidate
+from afsearch.expr import PRIMITIVES, Expr, parse
+from afsearch.expr.tree import CONST
+
+#: a statistic reads its input this many times per element (mean: sum; var: mean, deviation,
+#: square; m2: square, sum); the weight of one pass is that of an add
+_MOMENT_PASSES = {"mean": 1, "var": 3, "m2": 2}
+#: BatchNorm + ReLU as a layer graph: (x - mean_NHW) / std_NHW, then max(., 0)
+BATCHNORM_RELU_GRAPH = {"nodes": [["batch_mean", 0], ["neg", 4], ["add", 0, 5], ["batch_std", 0],
+                                  ["div", 6, 7], ["max", 8, 1]], "output": 9}
+
+
+def activation_cost(candidate: Candidate) -> float:
+    """The candidate's counted cost relative to ReLU (activations) or BatchNorm+ReLU (layers)."""
+    if candidate.is_layer:
+        return layer_cost(json.loads(candidate.spec)) / layer_cost(BATCHNORM_RELU_GRAPH)
+    return formula_cost(parse(candidate.spec)) / PRIMITIVES["relu"].cost
+
+
+def formula_cost(expr: Expr) -> float:
+    """Weighted operations of the compiled formula, which folds constant subtrees and computes
+    a repeated subexpression once (`afsearch.compile.codegen`)."""
+    from afsearch.compile.codegen import fold_constants
+
+    seen: set[Expr] = set()
+    total = 0.0
+    for node in fold_constants(expr).walk():
+        if node.is_leaf or node in seen:
+            continue
+        seen.add(node)
+        clamp = node.op in ("max", "min") and sum(a.op == CONST for a in node.args) == 1
+        total += PRIMITIVES["relu" if clamp else node.op].cost  # a clamp costs what ReLU does
+    return total
+
+
+def layer_cost(graph_json: dict[str, Any]) -> float:
+    """Weighted operations of a layer graph's active nodes, plus the final `* gamma + beta`."""
+    from afsearch.spaces.evonorm_graph import INITIAL_NODES, STATISTICS, LayerGraph
+
+    graph = LayerGraph.from_json(graph_json)
+    add = PRIMITIVES["add"].cost
+    total = PRIMITIVES["mul"].cost + add
+    for index in graph.active():
+        if index < len(INITIAL_NODES):
+            continue
+        op = graph.node(index)[0]
+        if op in PRIMITIVES:
+            total += PRIMITIVES[op].cost
+        elif op in ("slog", "ssqrt"):  # sign(a) * f(|a| + eps)
+            total += PRIMITIVES["log" if op == "slog" else "sqrt"].cost + PRIMITIVES["mul"].cost + add
+        else:
+            moment, root = STATISTICS[op.split("_", 1)[1]]
+            total += _MOMENT_PASSES[moment] * add + (PRIMITIVES["sqrt"].cost if root else 0.0)
+    return total

@@ -1,0 +1,100 @@
+"""Measure the weight of every primitive for the deterministic `cost` objective.
+
+A primitive's weight is the forward+backward time of its compiled form (its torch template with
+its guard, applied to x, or to x and x for binary primitives) relative to ReLU's, timed
+alternately on the same float32 tensor of 256 x 1024 elements on one thread (median of
+`--reps` ratios), which is how `afsearch.evaluate.baselines.activation_time` measures a whole
+activation. It prints the weights as the `MEASURED_COST` table of
+afsearch/expr/primitives.py (paste it there), then checks the additive model: for a set of
+formulas, the counted cost (`afsearch.evaluate.cost.activation_cost`, with the table this
+checkout has) against the measured time, as a Spearman rank correlation and the median and
+worst ratio.
+
+    flock /tmp/heavy.lock python scripts/bench_op_costs.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from afsearch.candidate import Candidate
+from afsearch.compile import compile_activation
+from afsearch.expr import PRIMITIVES
+from afsearch.expr.tree import Expr
+
+SHAPE = (256, 1024)
+CHECK_FORMULAS = (
+    "relu(x)", "x * sigmoid(x)", "0.5 * x * (1 + erf(x / 1.4142135623730951))", "tanh(x)",
+    "max(x, 0) + min(exp(x) - 1, 0)", "x * tanh(softplus(x))", "x * abs(x)", "x * asinh(x)^2",
+    "max(softplus(x) + x^3, x^3)", "sin(x) * exp(-x*x) + tanh(x)", "x * exp(-exp(-x))",
+    "asinh(x) * asinh(x) * x", "cos(x) - x", "max(x, sigmoid(x))", "x / (1 + abs(x))",
+    "log(abs(x) + 1) * x", "sinc(x) + x", "erf(x) * atan(x) * x", "x * sigmoid(beta * x)",
+    "exp(-beta * abs(asinh(x) - erf(x))) * x", "pow(x, 1.5) * x", "relu(x)^2",
+    "x * ((1 + 2 * alpha[0]) * sigmoid(x) - alpha[0])", "softsign(x) * x + gelu(x)",
+)
+
+
+def time_ratio(module: nn.Module, ref: nn.Module, reps: int) -> float:
+    """Median over `reps` of time(module) / time(ref), forward+backward, timed alternately."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(SHAPE, generator=gen).requires_grad_(True)
+    grad = torch.ones(SHAPE)
+
+    def once(m: nn.Module) -> float:
+        start = time.perf_counter()
+        m(x).backward(grad)
+        x.grad = None
+        return time.perf_counter() - start
+
+    for _ in range(3):  # warm-up
+        once(module), once(ref)
+    return statistics.median(once(module) / once(ref) for _ in range(reps))
+
+
+def primitive_module(name: str) -> nn.Module:
+    prim = PRIMITIVES[name]
+    expr = Expr.call(name, *[Expr.var()] * prim.arity)
+    return compile_activation(expr).new_module()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=41)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    relu = nn.ReLU()
+    weights = {name: time_ratio(primitive_module(name), relu, args.reps) for name in PRIMITIVES}
+    print(f"forward+backward time relative to ReLU, {SHAPE[0]}x{SHAPE[1]} float32, 1 thread, "
+          f"median of {args.reps}:")
+    print("MEASURED_COST: dict[str, float] = {")
+    names = list(PRIMITIVES)
+    for i in range(0, len(names), 6):
+        print("    " + " ".join(f'"{n}": {weights[n]:.1f},' for n in names[i:i + 6]))
+    print("}")
+
+    from scipy import stats
+
+    from afsearch.evaluate.cost import activation_cost
+
+    counted, measured = [], []
+    print("\nadditive model check (counted with this checkout's table vs measured):")
+    for formula in CHECK_FORMULAS:
+        cand = Candidate.activation(formula)
+        c = activation_cost(cand)
+        m = time_ratio(cand.activation_factory()(), relu, args.reps)
+        counted.append(c)
+        measured.append(m)
+        print(f"  counted {c:6.2f}  measured {m:6.2f}  {formula}")
+    ratios = [c / m for c, m in zip(counted, measured, strict=True)]
+    rho = stats.spearmanr(counted, measured).statistic
+    print(f"Spearman {rho:.3f}; counted/measured median {statistics.median(ratios):.2f}, "
+          f"range {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} formulas")
+
+
+if __name__ == "__main__":
+    main()
