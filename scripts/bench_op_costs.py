@@ -6,9 +6,9 @@ alternately on the same float32 tensor of 256 x 1024 elements on one thread (med
 `--reps` ratios), which is how `afsearch.evaluate.baselines.activation_time` measures a whole
 activation. It prints the weights as the `MEASURED_COST` table of
 afsearch/expr/primitives.py (paste it there), then checks the additive model: for a set of
-formulas, the counted cost (`afsearch.evaluate.cost.activation_cost`, with the table this
-checkout has) against the measured time, as a Spearman rank correlation and the median and
-worst ratio.
+formulas, the counted cost (`afsearch.evaluate.cost.formula_cost` with the weights just
+measured, relative to ReLU's) against the measured time of the whole activation, as a Spearman
+rank correlation and the median and extreme ratios.
 
     flock /tmp/heavy.lock python scripts/bench_op_costs.py
 """
@@ -22,8 +22,7 @@ import time
 import torch
 from torch import nn
 
-from afsearch.candidate import Candidate
-from afsearch.compile import compile_activation
+from afsearch.compile import CompileCache, compile_activation
 from afsearch.expr import PRIMITIVES
 from afsearch.expr.tree import Expr
 
@@ -57,9 +56,17 @@ def time_ratio(module: nn.Module, ref: nn.Module, reps: int) -> float:
 
 
 def primitive_module(name: str) -> nn.Module:
+    """`name(x)`, or `name(x, x)` for a binary primitive (`pow(x, 1.5)`: exponents are
+    constants or trainable scalars, and a tensor exponent adds a logarithm to the backward)."""
     prim = PRIMITIVES[name]
-    expr = Expr.call(name, *[Expr.var()] * prim.arity)
-    return compile_activation(expr).new_module()
+    args = [Expr.var(), Expr.const(1.5) if name == "pow" else Expr.var()][: prim.arity]
+    return fresh_module(Expr.call(name, *args))
+
+
+def fresh_module(formula: str | Expr) -> nn.Module:
+    """A module generated from this very formula: the shared compile cache would hand back the
+    class of an equivalent formula compiled earlier (`softsign(x)` for `x / (1 + abs(x))`)."""
+    return compile_activation(formula, CompileCache()).new_module()
 
 
 def main() -> None:
@@ -79,14 +86,14 @@ def main() -> None:
 
     from scipy import stats
 
-    from afsearch.evaluate.cost import activation_cost
+    from afsearch.evaluate.cost import formula_cost
+    from afsearch.expr import parse
 
     counted, measured = [], []
-    print("\nadditive model check (counted with this checkout's table vs measured):")
+    print("\nadditive model check (counted with the weights above vs measured):")
     for formula in CHECK_FORMULAS:
-        cand = Candidate.activation(formula)
-        c = activation_cost(cand)
-        m = time_ratio(cand.activation_factory()(), relu, args.reps)
+        c = formula_cost(parse(formula), weights) / weights["relu"]
+        m = time_ratio(fresh_module(formula), relu, args.reps)
         counted.append(c)
         measured.append(m)
         print(f"  counted {c:6.2f}  measured {m:6.2f}  {formula}")

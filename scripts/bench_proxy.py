@@ -55,7 +55,6 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE / "data" / "bench_proxy.json"
 TASKS = ("mnist1d-mlp", "mnist1d-cnn")
-HELD_OUT = "digits-cnn"
 LONG_FACTOR = 4
 LONG_SEEDS = 5
 #: fractions of the budget at which the ladder-off proxy also validates (rung replays)
@@ -131,6 +130,15 @@ class Protocol:
                    tuple(derive_seed(0, "bench-proxy-long", i) for i in range(LONG_SEEDS)))
 
 
+def task_of(label: str) -> Any:
+    """The Task for a label: a built-in task name, optionally followed by a JSON config
+    (`digits-cnn{"test_fraction": 0.7}`)."""
+    from afsearch.evaluate import get_task
+
+    name, brace, config = label.partition("{")
+    return get_task(name, json.loads(brace + config) if brace else None)
+
+
 def history_steps(budget: int) -> list[int]:
     return sorted({max(1, round(f * budget)) for f in HISTORY_FRACTIONS})
 
@@ -145,7 +153,7 @@ class Unit:
     evaluate_many)."""
 
     kind: str  # "proxy" | "long" | "ladder"
-    task: str
+    task: str  # a task label (see task_of)
     seed: int
     formulas: tuple[str, ...]
     ladder: str = ""  # JSON of the LadderConfig fields, for kind "ladder"
@@ -171,12 +179,12 @@ def run_unit(unit: Unit) -> list[dict[str, Any]]:
     import torch
 
     from afsearch.candidate import Candidate
-    from afsearch.evaluate import LadderConfig, evaluate_many, get_task
+    from afsearch.evaluate import LadderConfig, evaluate_many
     from afsearch.evaluate.packed import packable, train_packed
     from afsearch.evaluate.trainer import train
 
     torch.set_num_threads(1)
-    task = get_task(unit.task)
+    task = task_of(unit.task)
     if unit.kind == "ladder":
         cfg = LadderConfig(**json.loads(unit.ladder))
         results = evaluate_many(list(unit.formulas), task, seed=[unit.seed], ladder=cfg,
@@ -285,7 +293,7 @@ def plan(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: 
 
     def add(kind: str, task: str, seed: int, todo: Iterable[str], ladder: str = "") -> None:
         missing = [f for f in todo if cache.get(run_key(kind, task, seed, f, ladder)) is None]
-        size = PACK if task.endswith("-mlp") or kind == "ladder" else 1
+        size = PACK if task.split("{")[0].endswith("-mlp") or kind == "ladder" else 1
         units.extend(Unit(kind, task, seed, tuple(missing[i:i + size]), ladder)
                      for i in range(0, len(missing), size))
 
@@ -295,7 +303,9 @@ def plan(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: 
         add("ladder", task, protocol.proxy_seed, formulas, ladder_json)
     for seed in protocol.long_seeds:
         for task in tasks:
-            add("long", task, seed, (long_formulas or {}).get(task, formulas))
+            add("long", task, seed, formulas)
+        for task, todo in (long_formulas or {}).items():
+            add("long", task, seed, todo)
     return units
 
 
@@ -360,8 +370,6 @@ def analyse_task(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
                  ladder_json: str) -> dict[str, Any] | None:
     from scipy import stats
 
-    from afsearch.evaluate import get_task
-
     truth = {f: t for f in formulas if (t := truth_of(cache, task, f, protocol)) is not None}
     proxy = {f: p for f in formulas if (p := proxy_of(cache, task, f, protocol)) is not None}
     both = [f for f in formulas if f in truth and f in proxy]
@@ -370,7 +378,7 @@ def analyse_task(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
               f"(proxy {len(proxy)}, long {len(truth)}); figures below use those")
     if len(both) < 8:
         return None
-    budget = get_task(task).recipe.steps
+    budget = task_of(task).recipe.steps
     ranked = sorted(both, key=lambda f: (-truth[f], f))
     quartile = set(ranked[: len(ranked) // 4])
     rho = stats.spearmanr([proxy[f] for f in both], [truth[f] for f in both]).statistic
@@ -446,9 +454,7 @@ def print_rungs(cache: Cache, task: str, formulas: Sequence[str], protocol: Prot
 
 
 def get_budget(task: str) -> int:
-    from afsearch.evaluate import get_task
-
-    return get_task(task).recipe.steps
+    return task_of(task).recipe.steps
 
 
 def replay_gate(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol, quartile: set[str],
@@ -456,13 +462,12 @@ def replay_gate(cache: Cache, task: str, formulas: Sequence[str], protocol: Prot
     """The quality gate replayed from the ladder-off proxy's recorded validation (the gate only
     reads it): for each gate step and ratio, candidates rejected, false rejections and steps
     saved, among candidates that passed the screen and stability rungs of the current ladder."""
-    from afsearch.evaluate import get_task
     from afsearch.reference import reference_formula
 
     relu = cache.get(run_key("proxy", task, protocol.proxy_seed, reference_formula("relu")))
     if relu is None or "history" not in relu:
         return
-    chance = get_task(task).chance
+    chance = task_of(task).chance
     relu_at = {s: _value(a) for s, a, _ in relu["history"]}
     pool = [f for f in formulas if ladder is None or ladder[f]["stage"] not in ("screen", "stability")]
     print(f"quality gate replayed on the {len(pool)} candidates past screen and stability: rejected / "
@@ -496,6 +501,84 @@ def analyse(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protoco
     return out
 
 
+# ---------------------------------------------------------------- transfer
+#: the held-out task: a different data set and architecture than either benchmark task
+HELD_OUT = "digits-cnn"
+TRANSFER_TOP = 40
+
+
+def aggregates(scores: dict[str, dict[str, float]], formulas: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per formula, aggregates over tasks of its delta to the task's best default baseline:
+    "mean" and "worst" of the raw deltas (accuracy points), and of the relative deltas
+    (delta / error rate of the best baseline: the share of the baseline's errors removed, which
+    is scale-free across tasks with different ceilings); "<task>" alone for comparison."""
+    from afsearch.reference import DEFAULT_BASELINES, reference_formula
+
+    tasks = list(scores)
+    best = {t: max(scores[t][reference_formula(b)] for b in DEFAULT_BASELINES) for t in tasks}
+    out: dict[str, dict[str, float]] = {}
+    for f in formulas:
+        raw = [scores[t][f] - best[t] for t in tasks]
+        rel = [(scores[t][f] - best[t]) / max(1 - best[t], 1e-9) for t in tasks]
+        row = {"mean": sum(raw) / len(raw), "worst": min(raw), "mean-rel": sum(rel) / len(rel),
+               "worst-rel": min(rel)}
+        row.update({t: raw[i] for i, t in enumerate(tasks)})
+        out[f] = row
+    return out
+
+
+def transfer_candidates(cache: Cache, formulas: Sequence[str], protocol: Protocol) -> list[str]:
+    """The union of the top TRANSFER_TOP by every aggregate, from the proxy and from the ground
+    truth, plus the default baselines (the held-out task's best baseline)."""
+    from afsearch.reference import DEFAULT_BASELINES, reference_formula
+
+    chosen = {reference_formula(b) for b in DEFAULT_BASELINES}
+    for source in (proxy_of, truth_of):
+        scores = {t: {f: source(cache, t, f, protocol) for f in formulas} for t in TASKS}
+        if any(v is None for per in scores.values() for v in per.values()):
+            raise SystemExit("--transfer needs the complete ground truth of " + ", ".join(TASKS))
+        table = aggregates(scores, formulas)
+        for name in ("mean", "worst", "mean-rel", "worst-rel"):
+            chosen |= _top({f: table[f][name] for f in formulas}, TRANSFER_TOP)
+    return [f for f in formulas if f in chosen]
+
+
+def analyse_transfer(cache: Cache, formulas: Sequence[str], protocol: Protocol, held_out: str) -> None:
+    """How well each aggregate, computed from the two benchmark tasks, picks candidates that do
+    well on the held-out task (ground truth: the long protocol there)."""
+    from scipy import stats
+
+    from afsearch.reference import DEFAULT_BASELINES, reference_formula
+
+    chosen = transfer_candidates(cache, formulas, protocol)
+    held = {f: t for f in chosen if (t := truth_of(cache, held_out, f, protocol)) is not None}
+    if len(held) < len(chosen):
+        print(f"\ntransfer: held-out ground truth for {len(held)} of {len(chosen)} candidates so far")
+        if len(held) < 8 or any(reference_formula(b) not in held for b in DEFAULT_BASELINES):
+            return
+    best = max(held[reference_formula(b)] for b in DEFAULT_BASELINES)
+    target = {f: held[f] - best for f in held}
+    task = task_of(held_out)
+    print(f"\n== transfer to held-out {held_out} ({task_of(held_out).recipe.steps * protocol.long_factor} steps x "
+          f"{len(protocol.long_seeds)} seeds, train {len(task.data.train)} / test {len(task.data.test)} examples): "
+          f"{len(held)} candidates (top {TRANSFER_TOP} by any aggregate, plus baselines); best baseline {best:.4f}")
+    print("ranking by (from the proxy | from the ground truth): Spearman with the held-out delta; mean held-out "
+          "delta of the top 10 / top 25; top 10 beating the held-out best baseline")
+    candidates = [f for f in held if f not in {reference_formula(b) for b in DEFAULT_BASELINES}]
+    for source_name, source in (("proxy", proxy_of), ("truth", truth_of)):
+        scores = {t: {f: source(cache, t, f, protocol) for f in formulas} for t in TASKS}
+        table = aggregates(scores, formulas)
+        for name in ("mean", "worst", "mean-rel", "worst-rel", *TASKS):
+            by = {f: table[f][name] for f in candidates}
+            rho = stats.spearmanr([by[f] for f in candidates], [target[f] for f in candidates]).statistic
+            top10, top25 = _top(by, 10), _top(by, 25)
+            mean10 = sum(target[f] for f in top10) / len(top10)
+            mean25 = sum(target[f] for f in top25) / len(top25)
+            wins = sum(target[f] > 0 for f in top10)
+            print(f"  {source_name:5s} {name:12s} rho {rho:+.3f}   top-10 {mean10:+.4f}   top-25 {mean25:+.4f}   "
+                  f"{wins}/10 beat it")
+
+
 # ---------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -505,6 +588,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--analyse", action="store_true", help="only print figures from the cache")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--list", action="store_true", help="print the benchmark formulas and exit")
+    ap.add_argument("--transfer", action="store_true",
+                    help=f"also train the top {TRANSFER_TOP} by every aggregate on the held-out task and compare")
+    ap.add_argument("--held-out", default=HELD_OUT, help="held-out task label (default %(default)s)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N formulas (smoke tests)")
     args = ap.parse_args(argv)
     from afsearch.evaluate import LadderConfig
@@ -524,12 +610,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(formulas)} formulas ({', '.join(f'{g} {sum(1 for x, _ in groups if x == g)}' for g in dict.fromkeys(x for x, _ in groups))}); "
           f"tasks {', '.join(tasks)}; cache {args.cache}")
     if not args.analyse:
-        units = plan(cache, formulas, tasks, protocol, ladder_json)
+        extra = {args.held_out: transfer_candidates(cache, formulas, protocol)} if args.transfer else None
+        units = plan(cache, formulas, tasks, protocol, ladder_json, extra)
         print(f"{len(units)} units to train; starting none after {args.minutes:g} min", flush=True)
         left = compute(cache, units, args.workers, args.minutes)
         cache.save()
         print("ground truth complete" if not left else f"{left} units left: run again", flush=True)
     analyse(cache, formulas, tasks, protocol, ladder_json)
+    if args.transfer:
+        analyse_transfer(cache, formulas, protocol, args.held_out)
     return 0
 
 

@@ -11,6 +11,7 @@ BatchNorm+ReLU written as a graph. The wall-clock ratio, which varies from run t
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from afsearch.candidate import Candidate
@@ -32,9 +33,10 @@ def activation_cost(candidate: Candidate) -> float:
     return formula_cost(parse(candidate.spec)) / PRIMITIVES["relu"].cost
 
 
-def formula_cost(expr: Expr) -> float:
+def formula_cost(expr: Expr, weights: Mapping[str, float] | None = None) -> float:
     """Weighted operations of the compiled formula, which folds constant subtrees and computes
-    a repeated subexpression once (`afsearch.compile.codegen`)."""
+    a repeated subexpression once (`afsearch.compile.codegen`). `weights`: primitive name ->
+    weight, instead of `Primitive.cost` (scripts/bench_op_costs.py checks fresh ones)."""
     from afsearch.compile.codegen import fold_constants
 
     seen: set[Expr] = set()
@@ -43,9 +45,21 @@ def formula_cost(expr: Expr) -> float:
         if node.is_leaf or node in seen:
             continue
         seen.add(node)
-        clamp = node.op in ("max", "min") and sum(a.op == CONST for a in node.args) == 1
-        total += PRIMITIVES["relu" if clamp else node.op].cost  # a clamp costs what ReLU does
+        name = _costed_as(node)
+        total += weights[name] if weights is not None else PRIMITIVES[name].cost
     return total
+
+
+def _costed_as(node: Expr) -> str:
+    """The primitive whose weight a node costs: its own, except where codegen specialises a
+    constant argument (`afsearch.compile.codegen._apply`): max/min against a constant is a
+    clamp, costed as ReLU; division by a constant is a scalar multiplication."""
+    constants = [a.op == CONST for a in node.args]
+    if node.op in ("max", "min") and constants.count(True) == 1:
+        return "relu"
+    if node.op == "div" and constants == [False, True]:
+        return "mul"
+    return node.op
 
 
 def layer_cost(graph_json: dict[str, Any]) -> float:
