@@ -1,9 +1,11 @@
 """Measure the weight of every primitive for the deterministic `cost` objective.
 
 A primitive's weight is the forward+backward time of its compiled form (its torch template with
-its guard, applied to x, or to x and x for binary primitives) relative to ReLU's, timed
-alternately on the same float32 tensor of 256 x 1024 elements on one thread (median of
-`--reps` ratios), which is how `afsearch.evaluate.baselines.activation_time` measures a whole
+its guard, applied to x; binary ones to x and x, `pow` to x and 1.5) relative to ReLU's, timed
+alternately on the same float32 tensor of 256 x 1024 elements on one thread: the median over
+`--rounds` passes through all primitives of each pass's median of `--reps` ratios (a pass
+through the table takes seconds, so a burst of load elsewhere on a shared machine hits one
+pass of each primitive, not all of them). That is how `afsearch.evaluate.baselines.activation_time` measures a whole
 activation. It prints the weights as the `MEASURED_COST` table of
 afsearch/expr/primitives.py (paste it there), then checks the additive model: for a set of
 formulas, the counted cost (`afsearch.evaluate.cost.formula_cost` with the weights just
@@ -55,6 +57,15 @@ def time_ratio(module: nn.Module, ref: nn.Module, reps: int) -> float:
     return statistics.median(once(module) / once(ref) for _ in range(reps))
 
 
+def robust_ratios(modules: dict[str, nn.Module], ref: nn.Module, reps: int, rounds: int) -> dict[str, float]:
+    """Per module, the median over `rounds` passes of `time_ratio` (see the module docstring)."""
+    seen: dict[str, list[float]] = {name: [] for name in modules}
+    for _ in range(rounds):
+        for name, module in modules.items():
+            seen[name].append(time_ratio(module, ref, reps))
+    return {name: statistics.median(values) for name, values in seen.items()}
+
+
 def primitive_module(name: str) -> nn.Module:
     """`name(x)`, or `name(x, x)` for a binary primitive (`pow(x, 1.5)`: exponents are
     constants or trainable scalars, and a tensor exponent adds a logarithm to the backward)."""
@@ -71,13 +82,15 @@ def fresh_module(formula: str | Expr) -> nn.Module:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=41)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(1)
     relu = nn.ReLU()
-    weights = {name: time_ratio(primitive_module(name), relu, args.reps) for name in PRIMITIVES}
+    modules = {name: primitive_module(name) for name in PRIMITIVES}
+    weights = robust_ratios(modules, relu, args.reps, args.rounds)
     print(f"forward+backward time relative to ReLU, {SHAPE[0]}x{SHAPE[1]} float32, 1 thread, "
-          f"median of {args.reps}:")
+          f"median over {args.rounds} rounds of medians of {args.reps}:")
     print("MEASURED_COST: dict[str, float] = {")
     names = list(PRIMITIVES)
     for i in range(0, len(names), 6):
@@ -91,12 +104,12 @@ def main() -> None:
 
     counted, measured = [], []
     print("\nadditive model check (counted with the weights above vs measured):")
+    times = robust_ratios({f: fresh_module(f) for f in CHECK_FORMULAS}, relu, args.reps, args.rounds)
     for formula in CHECK_FORMULAS:
         c = formula_cost(parse(formula), weights) / weights["relu"]
-        m = time_ratio(fresh_module(formula), relu, args.reps)
         counted.append(c)
-        measured.append(m)
-        print(f"  counted {c:6.2f}  measured {m:6.2f}  {formula}")
+        measured.append(times[formula])
+        print(f"  counted {c:6.2f}  measured {times[formula]:6.2f}  {formula}")
     ratios = [c / m for c, m in zip(counted, measured, strict=True)]
     rho = stats.spearmanr(counted, measured).statistic
     print(f"Spearman {rho:.3f}; counted/measured median {statistics.median(ratios):.2f}, "

@@ -57,6 +57,9 @@ DEFAULT_CACHE = HERE / "data" / "bench_proxy.json"
 TASKS = ("mnist1d-mlp", "mnist1d-cnn")
 LONG_FACTOR = 4
 LONG_SEEDS = 5
+#: other seeds on which the start of the proxy run of each top-quartile candidate is repeated,
+#: to see whether a rung calibrated on the proxy seed would reject it on another seed
+EARLY_SEEDS = 2
 #: fractions of the budget at which the ladder-off proxy also validates (rung replays)
 HISTORY_FRACTIONS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25)
 PACK = 8  # MLP candidates trained together (stacked weights)
@@ -120,6 +123,7 @@ class Protocol:
     proxy_seed: int
     long_seeds: tuple[int, ...]
     long_factor: int = LONG_FACTOR
+    early_seeds: tuple[int, ...] = ()
 
     @classmethod
     def default(cls) -> Protocol:
@@ -127,7 +131,8 @@ class Protocol:
 
         # the proxy seed is a default search's first training seed; the long seeds are others
         return cls(derive_seed(0, "train", 0),
-                   tuple(derive_seed(0, "bench-proxy-long", i) for i in range(LONG_SEEDS)))
+                   tuple(derive_seed(0, "bench-proxy-long", i) for i in range(LONG_SEEDS)),
+                   early_seeds=tuple(derive_seed(0, "train", i) for i in range(1, 1 + EARLY_SEEDS)))
 
 
 def task_of(label: str) -> Any:
@@ -152,7 +157,7 @@ class Unit:
     """One job for a worker: `formulas` on `task` with `seed` (one call of the trainer or of
     evaluate_many)."""
 
-    kind: str  # "proxy" | "long" | "ladder"
+    kind: str  # "proxy" | "long" | "ladder" | "early"
     task: str  # a task label (see task_of)
     seed: int
     formulas: tuple[str, ...]
@@ -192,7 +197,10 @@ def run_unit(unit: Unit) -> list[dict[str, Any]]:
         return [_ladder_record(r) for r in results]
     steps = task.recipe.steps * (LONG_FACTOR if unit.kind == "long" else 1)
     recipe = dataclasses.replace(task.recipe, steps=steps)
-    eval_steps = history_steps(task.recipe.steps) if unit.kind == "proxy" else []
+    with_history = unit.kind in ("proxy", "early")
+    eval_steps = history_steps(task.recipe.steps) if with_history else []
+    # "early": the start of a proxy run on another seed, up to the last history step
+    report = (lambda step, acc, loss: step < eval_steps[-1]) if unit.kind == "early" else None
     builds: list[Callable[[], Any] | None] = []
     records: list[dict[str, Any] | None] = []
     for formula in unit.formulas:
@@ -207,16 +215,16 @@ def run_unit(unit: Unit) -> list[dict[str, Any]]:
     try:
         if len(live) > 1 and packable(builds[live[0]]()):
             outs = train_packed([builds[i] for i in live], task.data, recipe, [unit.seed] * len(live),
-                                None, eval_steps)
+                                [report] * len(live), eval_steps)
         else:
-            outs = [train(builds[i], task.data, recipe, unit.seed, None, eval_steps) for i in live]
+            outs = [train(builds[i], task.data, recipe, unit.seed, report, eval_steps) for i in live]
         for i, out in zip(live, outs, strict=True):
-            records[i] = _train_record(out, unit.kind == "proxy")
+            records[i] = _train_record(out, with_history)
     except Exception as exc:  # noqa: BLE001 - one bad member fails the pack: train alone
         for i in live:
             try:
-                out = train(builds[i], task.data, recipe, unit.seed, None, eval_steps)
-                records[i] = _train_record(out, unit.kind == "proxy")
+                out = train(builds[i], task.data, recipe, unit.seed, report, eval_steps)
+                records[i] = _train_record(out, with_history)
             except Exception as inner:  # noqa: BLE001
                 records[i] = {"error": f"{type(inner).__name__}: {inner}"[:300], "pack_error": str(exc)[:200]}
     return [r or {"error": "not trained"} for r in records]
@@ -287,8 +295,7 @@ def _commit() -> str:
 # ---------------------------------------------------------------- planning and running
 def plan(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: Protocol,
          ladder_json: str, long_formulas: dict[str, Sequence[str]] | None = None) -> list[Unit]:
-    """Missing work, cheapest first: proxies, ladder runs, then the long runs seed by seed
-    (so that a partial cache already has every formula at the same seeds)."""
+    """Missing work, cheapest first: proxies, ladder runs, then the long runs, cheap tasks first."""
     units: list[Unit] = []
 
     def add(kind: str, task: str, seed: int, todo: Iterable[str], ladder: str = "") -> None:
@@ -301,12 +308,38 @@ def plan(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: 
         add("proxy", task, protocol.proxy_seed, formulas)
     for task in tasks:
         add("ladder", task, protocol.proxy_seed, formulas, ladder_json)
-    for seed in protocol.long_seeds:
-        for task in tasks:
+    for task in sorted(tasks, key=lambda t: task_of(t).recipe.steps * _step_cost(t)):
+        for seed in protocol.long_seeds:  # seed by seed: a partial cache has every formula at the same seeds
             add("long", task, seed, formulas)
-        for task, todo in (long_formulas or {}).items():
+    for task, todo in (long_formulas or {}).items():
+        for seed in protocol.long_seeds:
             add("long", task, seed, todo)
+    for task in tasks:
+        top = top_quartile(cache, task, formulas, protocol)
+        if top is not None:
+            for seed in protocol.early_seeds:
+                add("early", task, seed, [reference_formula("relu"), *sorted(top - {reference_formula("relu")})])
     return units
+
+
+def top_quartile(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol) -> set[str] | None:
+    """The ground truth's top quartile on `task`; None until every formula has its ground truth."""
+    truth = {f: truth_of(cache, task, f, protocol) for f in formulas}
+    if any(v is None for v in truth.values()):
+        return None
+    ranked = sorted(formulas, key=lambda f: (-truth[f], f))
+    return set(ranked[: len(ranked) // 4])
+
+
+def _step_cost(task: str) -> float:
+    """Rough relative cost of a training step (packed MLPs are cheap): cheap tasks go first."""
+    return 0.25 if task.split("{")[0].endswith("-mlp") else 1.0
+
+
+def reference_formula(name: str) -> str:
+    from afsearch.reference import reference_formula as formula
+
+    return formula(name)
 
 
 def compute(cache: Cache, units: list[Unit], workers: int, minutes: float) -> int:
@@ -393,26 +426,46 @@ def analyse_task(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
     t_scores = {f: truth[f] for f in both}
     for k in (10, 25):
         print(f"top-{k} recall (ladder off): {len(_top(p_scores, k) & _top(t_scores, k))}/{k}")
-    ladder = ladder_outcome(cache, task, both, protocol, ladder_json)
-    if ladder is not None:
-        on = {f: (p_scores[f] if ladder[f]["status"] == "done" else -math.inf) for f in both}
+    current = ladder_key(json.loads(ladder_json))
+    ladder = None
+    # the current default first, then any other configuration measured earlier (e.g. before a
+    # recalibration), for comparison
+    for key in sorted(cache.ladders, key=lambda k: k != current):
+        config = json.dumps(cache.ladders[key]["config"], sort_keys=True)
+        outcome = ladder_outcome(cache, task, both, protocol, config)
+        if outcome is None:
+            if key == current:
+                print("(the current LadderConfig() has not been run on this task: run without --analyse)")
+            continue
+        ladder = outcome if key == current else ladder
+        label = "LadderConfig() of this checkout" if key == current else \
+            f"earlier configuration {key} (commit {cache.ladders[key].get('commit')}): {_config_diff(cache.ladders[key]['config'])}"
+        print(f"ladder: {label}")
+        on = {f: (p_scores[f] if outcome[f]["status"] == "done" else -math.inf) for f in both}
         for k in (10, 25):
-            print(f"top-{k} recall (ladder on):  {len(_top(on, k) & _top(t_scores, k))}/{k}")
-        print_rungs(cache, task, both, protocol, ladder, quartile, truth)
+            print(f"  top-{k} recall (ladder on): {len(_top(on, k) & _top(t_scores, k))}/{k}")
+        print_rungs(cache, task, both, protocol, outcome, quartile, truth)
     replay_gate(cache, task, both, protocol, quartile, budget, ladder)
     return {"truth": truth, "proxy": proxy, "quartile": quartile, "formulas": both}
 
 
 def ladder_outcome(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol,
                    ladder_json: str) -> dict[str, dict[str, Any]] | None:
+    """The ladder-on records of every formula under this configuration, or None if incomplete."""
     out = {}
     for f in formulas:
         rec = cache.get(run_key("ladder", task, protocol.proxy_seed, f, ladder_json))
         if rec is None:
-            print(f"(ladder runs of the current LadderConfig missing for {task}: run without --analyse)")
             return None
         out[f] = rec
     return out
+
+
+def _config_diff(config: dict[str, Any]) -> str:
+    from afsearch.evaluate import LadderConfig
+
+    now = dataclasses.asdict(LadderConfig())
+    return ", ".join(f"{k}={v}" for k, v in sorted(config.items()) if now.get(k) != v) or "same fields"
 
 
 RUNGS = ("screen", "stability", "quality", "train", "compile")
@@ -435,13 +488,13 @@ def print_rungs(cache: Cache, task: str, formulas: Sequence[str], protocol: Prot
         where = lad["stage"] if lad["status"] != "done" else "passed"
         saved_steps[where] = saved_steps.get(where, 0.0) + full_steps - lad["steps"]
         saved_seconds[where] = saved_seconds.get(where, 0.0) + full_seconds - _value(lad["seconds"])
-    print(f"ladder (LadderConfig() of this checkout), {len(formulas)} candidates; compute saved against "
-          "the ladder-off proxy, in optimizer steps | in measured seconds:")
+    print(f"  {len(formulas)} candidates; compute saved against the ladder-off proxy, in optimizer steps "
+          "| in measured seconds (noisy: shared machine):")
     for rung in [r for r in RUNGS if r in saved_steps] + ["passed"]:
         rejected = [f for f in formulas if ladder[f]["status"] != "done" and ladder[f]["stage"] == rung]
         if rung == "passed":
             rejected = [f for f in formulas if ladder[f]["status"] == "done"]
-        false = [f for f in rejected if f in quartile]
+        false = [f for f in rejected if f in quartile] if rung != "passed" else []
         label = "survivors (cost of the rungs they passed)" if rung == "passed" else f"{rung:9s} rejected"
         extra = "" if rung == "passed" else f", {len(false)} in the top quartile"
         print(f"  {label} {len(rejected):3d}{extra}: saved {saved_steps.get(rung, 0) / off_steps:+.1%} "

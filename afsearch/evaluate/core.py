@@ -89,7 +89,7 @@ def _new_result(cand: Candidate, task: Task, budget: int, seed_ids: list[int]) -
 def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
          cfg: LadderConfig | None, result: EvalResult, device: str | None,
          threads: int | None, measure_cost: bool) -> None:
-    build = _prepare(cand, task, seed_ids, cfg, result, measure_cost)
+    build = _prepare(cand, task, recipe, seed_ids, cfg, result, measure_cost, device, threads)
     if build is None:
         return
     for seed in seed_ids:
@@ -99,8 +99,9 @@ def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
             return
 
 
-def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig | None,
-             result: EvalResult, measure_cost: bool) -> Callable[[], nn.Module] | None:
+def _prepare(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int], cfg: LadderConfig | None,
+             result: EvalResult, measure_cost: bool, device: str | None = None,
+             threads: int | None = 1) -> Callable[[], nn.Module] | None:
     """The ladder before training: screen, compile, stability probe, cost. Returns the model
     builder, or None when the candidate was rejected."""
     if cfg and cfg.screen and not cand.is_layer:
@@ -123,7 +124,8 @@ def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig
     result.seconds += time.perf_counter() - start
     if cfg and cfg.stability:
         result.stage = "stability"
-        if not result.add_stage(stability_stage(build, task.data, cfg, seed_ids[0])).passed:
+        stage = stability_stage(build, task.data, recipe, cfg, seed_ids[0], device, threads)
+        if not result.add_stage(stage).passed:
             return None
     result.activation_cost = activation_cost(cand)  # a count: the same on every run
     if measure_cost:
@@ -183,7 +185,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
     builds: dict[int, Callable[[], nn.Module]] = {}
     for i, cand in enumerate(cands):
         try:
-            build = _prepare(cand, task_obj, seed_ids, cfg, results[i], measure_cost)
+            build = _prepare(cand, task_obj, recipe, seed_ids, cfg, results[i], measure_cost, device, threads)
         except Exception as exc:  # a candidate's failure is a result, not a crash
             _fail(results[i], exc)
             continue
