@@ -324,9 +324,10 @@ def plan(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: 
 
 def top_quartile(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol) -> set[str] | None:
     """The ground truth's top quartile on `task`; None until every formula has its ground truth."""
-    truth = {f: truth_of(cache, task, f, protocol) for f in formulas}
-    if any(v is None for v in truth.values()):
+    seeds = seeds_done(cache, task, formulas, protocol)
+    if len(seeds) < MIN_LONG_SEEDS:
         return None
+    truth = {f: truth_of(cache, task, f, protocol, seeds) for f in formulas}
     ranked = sorted(formulas, key=lambda f: (-truth[f], f))
     return set(ranked[: len(ranked) // 4])
 
@@ -377,10 +378,26 @@ def _value(x: Any) -> float:
     return float(x) if x is not None else math.nan
 
 
-def truth_of(cache: Cache, task: str, formula: str, protocol: Protocol) -> float | None:
-    """Mean test accuracy over the long seeds; None when a seed is missing. Failed to build: 0."""
-    values = []
+#: the ground truth needs at least this many long seeds of every formula
+MIN_LONG_SEEDS = 3
+
+
+def seeds_done(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol) -> tuple[int, ...]:
+    """The longest prefix of the long seeds that every formula has been trained on."""
+    done: list[int] = []
     for seed in protocol.long_seeds:
+        if any(cache.get(run_key("long", task, seed, f)) is None for f in formulas):
+            break
+        done.append(seed)
+    return tuple(done)
+
+
+def truth_of(cache: Cache, task: str, formula: str, protocol: Protocol,
+             seeds: Sequence[int] | None = None) -> float | None:
+    """Mean test accuracy over `seeds` (default: all long seeds); None when one is missing.
+    A formula that failed to build counts 0."""
+    values = []
+    for seed in protocol.long_seeds if seeds is None else seeds:
         rec = cache.get(run_key("long", task, seed, formula))
         if rec is None:
             return None
@@ -403,22 +420,22 @@ def analyse_task(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
                  ladder_json: str) -> dict[str, Any] | None:
     from scipy import stats
 
-    truth = {f: t for f in formulas if (t := truth_of(cache, task, f, protocol)) is not None}
+    seeds = seeds_done(cache, task, formulas, protocol)
     proxy = {f: p for f in formulas if (p := proxy_of(cache, task, f, protocol)) is not None}
-    both = [f for f in formulas if f in truth and f in proxy]
-    if len(both) < len(formulas):
-        print(f"\n{task}: ground truth for {len(both)} of {len(formulas)} formulas so far "
-              f"(proxy {len(proxy)}, long {len(truth)}); figures below use those")
-    if len(both) < 8:
+    if len(seeds) < MIN_LONG_SEEDS or len(proxy) < len(formulas):
+        print(f"\n{task}: ground truth incomplete ({len(seeds)} long seeds of every formula, proxies for "
+              f"{len(proxy)} of {len(formulas)}); need {MIN_LONG_SEEDS} seeds")
         return None
+    truth = {f: truth_of(cache, task, f, protocol, seeds) for f in formulas}
+    both = list(formulas)
     budget = task_of(task).recipe.steps
     ranked = sorted(both, key=lambda f: (-truth[f], f))
     quartile = set(ranked[: len(ranked) // 4])
     rho = stats.spearmanr([proxy[f] for f in both], [truth[f] for f in both]).statistic
     seconds = sum(_value(cache.get(run_key("long", task, s, f))["seconds"]) for f in both
-                  for s in protocol.long_seeds if "error" not in cache.get(run_key("long", task, s, f)))
+                  for s in seeds if "error" not in cache.get(run_key("long", task, s, f)))
     print(f"\n== {task}: {len(both)} formulas; proxy {budget} steps, seed {protocol.proxy_seed}; ground truth "
-          f"{budget * protocol.long_factor} steps x {len(protocol.long_seeds)} seeds ({seconds / 3600:.2f} CPU h)")
+          f"{budget * protocol.long_factor} steps x {len(seeds)} seeds ({seconds / 3600:.2f} CPU h)")
     print(f"ground truth: best {truth[ranked[0]]:.4f} ({ranked[0]}), top-quartile cut {truth[ranked[len(quartile) - 1]]:.4f}, "
           f"median {truth[ranked[len(ranked) // 2]]:.4f}")
     print(f"Spearman rank correlation proxy vs ground truth: {rho:.3f}")
@@ -586,14 +603,21 @@ def transfer_candidates(cache: Cache, formulas: Sequence[str], protocol: Protoco
     from afsearch.reference import DEFAULT_BASELINES, reference_formula
 
     chosen = {reference_formula(b) for b in DEFAULT_BASELINES}
-    for source in (proxy_of, truth_of):
-        scores = {t: {f: source(cache, t, f, protocol) for f in formulas} for t in TASKS}
+    for source in _sources(cache, formulas, protocol).values():
+        scores = {t: {f: source(t, f) for f in formulas} for t in TASKS}
         if any(v is None for per in scores.values() for v in per.values()):
             raise SystemExit("--transfer needs the complete ground truth of " + ", ".join(TASKS))
         table = aggregates(scores, formulas)
         for name in ("mean", "worst", "mean-rel", "worst-rel"):
             chosen |= _top({f: table[f][name] for f in formulas}, TRANSFER_TOP)
     return [f for f in formulas if f in chosen]
+
+
+def _sources(cache: Cache, formulas: Sequence[str], protocol: Protocol) -> dict[str, Callable[[str, str], float | None]]:
+    """(task, formula) -> score: the proxy's, and the ground truth's over the seeds done."""
+    done = {t: seeds_done(cache, t, formulas, protocol) for t in TASKS}
+    return {"proxy": lambda t, f: proxy_of(cache, t, f, protocol),
+            "truth": lambda t, f: truth_of(cache, t, f, protocol, done[t]) if len(done[t]) >= MIN_LONG_SEEDS else None}
 
 
 def analyse_transfer(cache: Cache, formulas: Sequence[str], protocol: Protocol, held_out: str) -> None:
@@ -604,7 +628,9 @@ def analyse_transfer(cache: Cache, formulas: Sequence[str], protocol: Protocol, 
     from afsearch.reference import DEFAULT_BASELINES, reference_formula
 
     chosen = transfer_candidates(cache, formulas, protocol)
-    held = {f: t for f in chosen if (t := truth_of(cache, held_out, f, protocol)) is not None}
+    held_seeds = seeds_done(cache, held_out, chosen, protocol)
+    held = {f: t for f in chosen if (t := truth_of(cache, held_out, f, protocol, held_seeds)) is not None} \
+        if held_seeds else {}
     if len(held) < len(chosen):
         print(f"\ntransfer: held-out ground truth for {len(held)} of {len(chosen)} candidates so far")
         if len(held) < 8 or any(reference_formula(b) not in held for b in DEFAULT_BASELINES):
@@ -613,13 +639,13 @@ def analyse_transfer(cache: Cache, formulas: Sequence[str], protocol: Protocol, 
     target = {f: held[f] - best for f in held}
     task = task_of(held_out)
     print(f"\n== transfer to held-out {held_out} ({task_of(held_out).recipe.steps * protocol.long_factor} steps x "
-          f"{len(protocol.long_seeds)} seeds, train {len(task.data.train)} / test {len(task.data.test)} examples): "
+          f"{len(held_seeds)} seeds, train {len(task.data.train)} / test {len(task.data.test)} examples): "
           f"{len(held)} candidates (top {TRANSFER_TOP} by any aggregate, plus baselines); best baseline {best:.4f}")
     print("ranking by (from the proxy | from the ground truth): Spearman with the held-out delta; mean held-out "
           "delta of the top 10 / top 25; top 10 beating the held-out best baseline")
     candidates = [f for f in held if f not in {reference_formula(b) for b in DEFAULT_BASELINES}]
-    for source_name, source in (("proxy", proxy_of), ("truth", truth_of)):
-        scores = {t: {f: source(cache, t, f, protocol) for f in formulas} for t in TASKS}
+    for source_name, source in _sources(cache, formulas, protocol).items():
+        scores = {t: {f: source(t, f) for f in formulas} for t in TASKS}
         table = aggregates(scores, formulas)
         for name in ("mean", "worst", "mean-rel", "worst-rel", *TASKS):
             by = {f: table[f][name] for f in candidates}

@@ -60,14 +60,28 @@ def test_quality_gate_relative_to_relu_and_chance() -> None:
 
 
 def test_quality_gate_rejects_weak_candidate_in_evaluate() -> None:
-    r = evaluate("sigmoid(x)", budget=300, ladder={"quality_ratio": 0.9,
-                                                              "quality_step": 150})
+    r = evaluate("sigmoid(x)", budget=300, ladder={"quality_ratio": 0.9, "quality_step": 150,
+                                                   "quality_early_step": 0})  # one checkpoint
     assert (r.status, r.stage) == ("rejected", "quality"), r.reason
     q = r.stages[-1]
     assert q.steps == 150 and q.stats["relu_accuracy"] > q.stats["val_accuracy"]
     none = evaluate("sigmoid(x)", budget=300, ladder={"quality_baseline": False},
                     measure_cost=False)
     assert none.status == "done"  # chance + margin only
+
+
+def test_quality_gate_checks_an_earlier_step_first() -> None:
+    cfg = LadderConfig(quality_step=150, quality_early_step=0.05, quality_early_ratio=0.9)
+    assert cfg.gate_checks(300) == [(15, 0.9), (150, cfg.quality_ratio)]
+    assert LadderConfig(quality_early_step=0).gate_checks(300) == [(30, LadderConfig().quality_ratio)]
+    gate = QualityGate(step=10, threshold=0.3, baseline=0.5, earlier=[(4, 0.2, 0.3)])
+    assert gate.steps == [4, 10]
+    assert gate(4, 0.25, 1.0) and gate.record is None  # passed the early checkpoint: go on
+    assert not gate(10, 0.29, 1.0) and gate.record.steps == 10
+    early = QualityGate(step=10, threshold=0.3, baseline=0.5, earlier=[(4, 0.2, 0.3)])
+    assert not early(4, 0.1, 1.0) and early.record.stats["threshold"] == 0.2
+    r = evaluate("cos(max(x, beta))", budget=300, ladder=cfg, measure_cost=False)  # barely learns
+    assert (r.status, r.stage) == ("rejected", "quality") and r.stages[-1].steps == 15, r.reason
 
 
 def test_failures_are_results() -> None:

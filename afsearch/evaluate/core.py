@@ -94,7 +94,7 @@ def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
         return
     for seed in seed_ids:
         gate = _gate(cfg, task, recipe, seed, device, threads)
-        out = train(build, task.data, recipe, seed, gate, [gate.step] if gate else (), device, threads)
+        out = train(build, task.data, recipe, seed, gate, gate.steps if gate else (), device, threads)
         if not _absorb(result, gate, out, seed):
             return
 
@@ -139,10 +139,13 @@ def _gate(cfg: LadderConfig | None, task: Task, recipe: Any, seed: int, device: 
           threads: int | None) -> QualityGate | None:
     if not (cfg and cfg.quality):
         return None
-    step = cfg.gate_step(recipe.steps)
-    base = (_baselines.relu_value_at(task, recipe, seed, step, device, threads)
-            if cfg.quality_baseline else None)
-    return QualityGate(step, quality_threshold(cfg, task.chance, base, task.metric), base, task.metric)
+    checks = []
+    for step, ratio in cfg.gate_checks(recipe.steps):
+        base = (_baselines.relu_value_at(task, recipe, seed, step, device, threads)
+                if cfg.quality_baseline else None)
+        checks.append((step, quality_threshold(cfg, task.chance, base, task.metric, ratio), base))
+    *earlier, (step, threshold, base) = checks
+    return QualityGate(step, threshold, base, task.metric, earlier)
 
 
 def _absorb(result: EvalResult, gate: QualityGate | None, out: Any, seed: int) -> bool:
@@ -200,7 +203,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
             gates = [_gate(cfg, task_obj, recipe, s, device, threads) for _ in active]
             try:
                 outs = train_packed([builds[i] for i in active], task_obj.data, recipe, [s] * len(active),
-                                    gates, [gates[0].step] if gates and gates[0] else (), device, threads)
+                                    gates, gates[0].steps if gates and gates[0] else (), device, threads)
             except Exception as exc:
                 for i in active:
                     _fail(results[i], exc)
@@ -211,7 +214,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
             try:
                 for s in seed_ids:
                     gate = _gate(cfg, task_obj, recipe, s, device, threads)
-                    out = train(build, task_obj.data, recipe, s, gate, [gate.step] if gate else (),
+                    out = train(build, task_obj.data, recipe, s, gate, gate.steps if gate else (),
                                 device, threads)
                     if not _absorb(results[i], gate, out, s):
                         break

@@ -35,6 +35,8 @@ from afsearch.evaluate.metric import ACCURACY, Metric
 from afsearch.evaluate.result import StageRecord
 from afsearch.evaluate.trainer import Data, Recipe, train
 
+MIN_EARLY_STEP = 10
+
 
 @dataclass(frozen=True)
 class LadderConfig:
@@ -45,11 +47,23 @@ class LadderConfig:
     quality: bool = True
     quality_step: float = 0.1  # < 1: fraction of the budget; >= 1: a step count
     quality_ratio: float = 0.5  # of ReLU's above-chance accuracy at that step
+    #: an earlier checkpoint of the same gate (0: none), with its own ratio
+    quality_early_step: float = 0.02
+    quality_early_ratio: float = 0.5
     quality_margin: float = 0.05  # above chance, when there is no baseline
     quality_baseline: bool = True  # compare with ReLU (False: chance + margin)
 
     def gate_step(self, budget: int) -> int:
         return _step(self.quality_step, budget)
+
+    def gate_checks(self, budget: int) -> list[tuple[int, float]]:
+        """(step, ratio) of every checkpoint of the quality gate, earliest first. The earlier one
+        is relative to ReLU's progress, so it needs the ReLU baseline (`quality_baseline`), and
+        it comes no sooner than `MIN_EARLY_STEP` (before that ReLU has barely left chance)."""
+        last = (self.gate_step(budget), self.quality_ratio)
+        early = (max(_step(self.quality_early_step, budget), MIN_EARLY_STEP)
+                 if self.quality_early_step > 0 and self.quality_baseline else last[0])
+        return [(early, self.quality_early_ratio), last] if early < last[0] else [last]
 
     def burst_steps(self, budget: int) -> int:
         return _step(self.stability_steps, budget)
@@ -118,43 +132,56 @@ def constant_loss(data: Data) -> float:
 
 
 class QualityGate:
-    """A `report` callback: at `step` compare the validation metric (accuracy, or loss for
-    loss-scored tasks) with `threshold`, in the metric's direction. Later reports always pass;
-    the record of the decision is kept in `record`."""
+    """A `report` callback: at each checkpoint step compare the validation metric (accuracy,
+    or loss for loss-scored tasks) with that checkpoint's threshold, in the metric's direction;
+    the first miss stops the run. `step`, `threshold` and `baseline` are the last checkpoint,
+    `earlier` are (step, threshold, baseline) checkpoints before it. Later reports always
+    pass; the decision is kept in `record` (the missed checkpoint, or the last one)."""
 
     def __init__(self, step: int, threshold: float, baseline: float | None,
-                 metric: Metric = ACCURACY) -> None:
+                 metric: Metric = ACCURACY,
+                 earlier: Sequence[tuple[int, float, float | None]] = ()) -> None:
         self.step, self.threshold, self.baseline, self.metric = step, threshold, baseline, metric
+        self.checks = {s: (t, b) for s, t, b in earlier if s < step}
+        self.checks[step] = (threshold, baseline)
         self.record: StageRecord | None = None
 
+    @property
+    def steps(self) -> list[int]:
+        """The steps at which the gate needs a validation."""
+        return sorted(self.checks)
+
     def __call__(self, step: int, val_accuracy: float, val_loss: float) -> bool:
-        if step != self.step or self.record is not None:
+        if step not in self.checks or self.record is not None:
             return True
+        threshold, baseline = self.checks[step]
         m = self.metric
         value = val_loss if m.source == "loss" else val_accuracy
-        passed = m.finite(value) and not m.better(self.threshold, value)
-        against = (f"ReLU {self.baseline:.3f}" if self.baseline is not None else "chance + margin")
+        passed = m.finite(value) and not m.better(threshold, value)
+        if passed and step != self.step:
+            return True
+        against = (f"ReLU {baseline:.3f}" if baseline is not None else "chance + margin")
         worse = "<" if m.higher_is_better else ">"
-        reason = None if passed else (f"validation {m.name} {value:.3f} {worse} {self.threshold:.3f}"
+        reason = None if passed else (f"validation {m.name} {value:.3f} {worse} {threshold:.3f}"
                                       f" at step {step} ({against})")
-        stats = {"val_accuracy": val_accuracy, "val_loss": val_loss, "threshold": self.threshold,
+        stats = {"val_accuracy": val_accuracy, "val_loss": val_loss, "threshold": threshold,
                  "step": float(step)}
-        if self.baseline is not None:
-            stats[f"relu_{m.source}"] = self.baseline
+        if baseline is not None:
+            stats[f"relu_{m.source}"] = baseline
         self.record = StageRecord("quality", passed, reason, 0.0, step, stats)
         return passed
 
 
 def quality_threshold(cfg: LadderConfig, chance: float, baseline: float | None,
-                      metric: Metric = ACCURACY) -> float:
-    """The value a candidate must reach at the gate step: `quality_ratio` of the way from a
-    constant prediction (`chance`) to ReLU's value, in the metric's direction; without a
-    baseline, `quality_margin` better than chance (for a loss: relative to it)."""
+                      metric: Metric = ACCURACY, ratio: float | None = None) -> float:
+    """The value a candidate must reach at a gate step: `ratio` (default `quality_ratio`) of
+    the way from a constant prediction (`chance`) to ReLU's value, in the metric's direction;
+    without a baseline, `quality_margin` better than chance (for a loss: relative to it)."""
     if baseline is None:
         if metric.higher_is_better:
             return chance + cfg.quality_margin
         return chance - cfg.quality_margin * abs(chance)
-    target = chance + cfg.quality_ratio * (baseline - chance)
+    target = chance + (cfg.quality_ratio if ratio is None else ratio) * (baseline - chance)
     # never demand more than ReLU itself reached (early on it can be worse than chance)
     return target if metric.better(baseline, target) else baseline
 
