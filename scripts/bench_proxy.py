@@ -462,7 +462,7 @@ def analyse_task(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
         for k in (10, 25):
             print(f"  top-{k} recall (ladder on): {len(_top(on, k) & _top(t_scores, k))}/{k}")
         print_rungs(cache, task, both, protocol, outcome, quartile, truth)
-    replay_gate(cache, task, both, protocol, quartile, budget, ladder)
+    replay_sweep(cache, task, both, protocol, quartile)
     return {"truth": truth, "proxy": proxy, "quartile": quartile, "formulas": both}
 
 
@@ -527,38 +527,78 @@ def get_budget(task: str) -> int:
     return task_of(task).recipe.steps
 
 
-def replay_gate(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol, quartile: set[str],
-                budget: int, ladder: dict[str, dict[str, Any]] | None) -> None:
-    """The quality gate replayed from the ladder-off proxy's recorded validation (the gate only
-    reads it): for each gate step and ratio, candidates rejected, false rejections and steps
-    saved, among candidates that passed the screen and stability rungs of the current ladder."""
-    from afsearch.reference import reference_formula
+def replay(cfg: Any, task: str, record: dict[str, Any], relu: dict[str, Any], screened: bool) -> tuple[str | None, int]:
+    """The ladder's decision for one candidate, replayed from a ladder-off run's validation
+    history (validation never changes a trajectory, and both rungs after the screen only read
+    it): (rejecting rung or None, steps spent). `screened`: the static screen rejects it."""
+    from afsearch.evaluate.ladder import constant_loss, quality_threshold
+
+    t = task_of(task)
+    budget = t.recipe.steps
+    if screened:
+        return "screen", 0
+    if "error" in record:
+        return "compile", 0
+    at = {s: (_value(a), _value(v)) for s, a, v in record["history"]}
+    relu_at = {s: (_value(a), _value(v)) for s, a, v in relu["history"]}
+    spent = 0
+    if cfg.stability:
+        burst = cfg.burst_steps(budget)
+        acc, loss = at.get(burst, (0.0, math.inf))
+        spent += burst
+        if not (math.isfinite(loss) and loss <= cfg.stability_bound * constant_loss(t.data)):
+            return "stability", spent
+    if cfg.quality:
+        for step, ratio in cfg.gate_checks(budget):
+            source = 1 if t.metric.source == "loss" else 0
+            base = relu_at[step][source] if cfg.quality_baseline else None
+            threshold = quality_threshold(cfg, t.chance, base, t.metric, ratio)
+            value = at.get(step, (0.0, math.inf))[source]
+            if not (t.metric.finite(value) and not t.metric.better(threshold, value)):
+                return "quality", spent + step
+    return None, spent + budget
+
+
+def replay_sweep(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol, quartile: set[str]) -> None:
+    """The current ladder replayed from the proxy's recorded validation with other ratios at its
+    two quality checkpoints, on the proxy seed; then the current ratios on the other seeds of
+    the top-quartile candidates (`early` runs), the margin the calibration leaves."""
+    from afsearch.evaluate import LadderConfig
+    from afsearch.evaluate._formula import static_screen
 
     relu = cache.get(run_key("proxy", task, protocol.proxy_seed, reference_formula("relu")))
-    if relu is None or "history" not in relu:
+    if relu is None:
         return
-    chance = task_of(task).chance
-    relu_at = {s: _value(a) for s, a, _ in relu["history"]}
-    pool = [f for f in formulas if ladder is None or ladder[f]["stage"] not in ("screen", "stability")]
-    print(f"quality gate replayed on the {len(pool)} candidates past screen and stability: rejected / "
-          "false rejections (top quartile) / share of ladder-off proxy steps saved by the gate")
-    steps = [s for s in history_steps(budget) if s >= budget * 0.02]
-    ratios = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
-    print("  step  " + "  ".join(f"ratio {r:<10}" for r in ratios))
-    for step in steps:
+    current = LadderConfig()
+    budget = task_of(task).recipe.steps
+    checks = current.gate_checks(budget)
+    screened = {f for f in formulas if not static_screen(f).passed}
+    print(f"  replay with other ratios at the quality checkpoints (steps {', '.join(str(s) for s, _ in checks)}): "
+          "rejected by the ladder / false rejections / optimizer steps saved")
+    early_ratios, main_ratios = (0.3, 0.5, 0.6, 0.7, 0.8), (0.5, 0.7, 0.8, 0.9, 0.95)
+    print("    early \\ main " + "".join(f"{r:>14}" for r in main_ratios))
+    for early in early_ratios if len(checks) > 1 else (current.quality_early_ratio,):
         cells = []
-        for ratio in ratios:
-            threshold = min(chance + ratio * (relu_at[step] - chance), relu_at[step])
-            rejected = false = 0
-            for f in pool:
-                rec = cache.get(run_key("proxy", task, protocol.proxy_seed, f))
-                at = {s: (_value(a), v) for s, a, v in rec.get("history", [])}
-                acc = at.get(step, (0.0, None))[0] if "error" not in rec else 0.0
-                if not (acc >= threshold):
-                    rejected += 1
-                    false += f in quartile
-            cells.append(f"{rejected:3d}/{false:2d}/{rejected * (budget - step) / (len(formulas) * budget):4.0%}  ")
-        print(f"  {step:5d} " + "  ".join(cells))
+        for main in main_ratios:
+            cfg = dataclasses.replace(current, quality_early_ratio=early, quality_ratio=main)
+            rejected = false = spent = 0
+            for f in formulas:
+                rung, steps = replay(cfg, task, cache.get(run_key("proxy", task, protocol.proxy_seed, f)), relu,
+                                     f in screened)
+                spent += steps
+                rejected += rung is not None
+                false += rung is not None and f in quartile
+            cells.append(f"{rejected:4d}/{false:2d}/{1 - spent / (budget * len(formulas)):4.0%}")
+        print(f"    {early:>11}  " + "".join(f"{c:>14}" for c in cells))
+    for seed in protocol.early_seeds:
+        relu_other = cache.get(run_key("early", task, seed, reference_formula("relu")))
+        runs = {f: cache.get(run_key("early", task, seed, f)) for f in quartile}
+        if relu_other is None or any(r is None for r in runs.values()):
+            continue
+        out = {f: replay(current, task, r, relu_other, f in screened)[0] for f, r in runs.items()}
+        lost = sorted(f for f, rung in out.items() if rung is not None)
+        print(f"  seed {seed}: the current ladder would reject {len(lost)} of the {len(quartile)} top-quartile "
+              f"candidates{': ' + '; '.join(f'{f} ({out[f]})' for f in lost) if lost else ''}")
 
 
 def analyse(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: Protocol,
