@@ -110,7 +110,7 @@ def test_mixture_searches_rank_export_and_train_without_afsearch(tmp_path, capsy
         assert report["seeds"] == 5 and report["steps"] == 15 and report["metric"] == "loss"
         assert {r["name"] for r in report["rows"] if r["baseline"]} == {"gelu", "swiglu"}
         member = next(r for r in report["rows"] if not r["baseline"])
-        assert len(member["per_seed"]) == 5 and member["std"] > 0 and 0 <= member["p_paired"] <= 1
+        assert len(member["per_seed"]) == 5 and member["std"] > 0 and 0 <= member["p_raw"] <= 1
         means = [r["mean"] for r in report["rows"]]
         assert means == sorted(means)  # lowest loss first
     code, out, err = _run(["export", space, "--runs-dir", str(runs), "--top", "1", "-o", str(tmp_path / "out")],

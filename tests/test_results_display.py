@@ -182,12 +182,12 @@ def test_second_validation_round_is_kept_and_ranks_the_leaderboard(searched):
     table = cli("leaderboard", "s", runs=runs).stdout
     assert "ranked by validated test score where validated (4 candidates" in table
 
-    # the search's winner was validated in round 1 (3 seeds) and round 2 (2 seeds): both shown
+    # the search's winner was validated in round 1 (the default 5 seeds) and round 2 (2 seeds): both shown
     winner = next(r for r in rows if r["origin"] != BASELINE_ORIGIN and r["validation"])
     info = json.loads(cli("show", "s", str(winner["id"]), "--json", runs=runs).stdout)
-    assert [(v["round"], v["seeds"]) for v in info["validations"]][-2:] == [(1, 3), (2, 2)]
+    assert [(v["round"], v["seeds"]) for v in info["validations"]][-2:] == [(1, 5), (2, 2)]
     text = cli("show", "s", str(winner["id"]), runs=runs).stdout
-    assert "validation round 1: 3 fresh seeds" in text and "validation round 2: 2 fresh seeds" in text
+    assert "validation round 1: 5 fresh seeds" in text and "validation round 2: 2 fresh seeds" in text
     gate = re.search(r"quality\s+pass\s+at step (\d+): val accuracy ([\d.]+) vs threshold ([\d.]+), ReLU ([\d.]+)",
                      text)
     assert gate, text

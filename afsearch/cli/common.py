@@ -90,10 +90,10 @@ def validation_line(row: dict[str, Any], bits_per_byte: bool = False) -> str:
         mark = f"baseline {row.get('name', '')}".strip()
     else:
         mark = "beats best baseline" if row.get("beats_baseline") else "not shown better than best baseline"
+        if row.get("ci95") is not None:  # paired difference, positive = better (validate._compare)
+            mark += f", {row['difference']:+.4f} [95% CI {row['ci95'][0]:+.4f}, {row['ci95'][1]:+.4f}]"
         if row.get("p_value") is not None:
-            mark += f", p={row['p_value']:.3g}"
-        if row.get("p_paired") is not None:
-            mark += f", paired p={row['p_paired']:.3g}"
+            mark += f", p={row['p_value']:.3g}" + (" Holm" if row.get("p_raw") is not None else "")
     std = "-" if row.get("std") is None else f"{row['std']:.4f}"
     bits = f" ({row['mean'] / math.log(2):.4f} bits/byte)" if bits_per_byte else ""
     return f"{row['mean']:.4f} ± {std}{bits}  {row['formula']}  [{mark}]"

@@ -77,7 +77,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"  val accuracy  {result.mean_accuracy:.4f} ± {result.std_accuracy:.4f}   "
               f"test {result.test_accuracy:.4f} ± {result.test_std:.4f}")
         print(f"  params {result.params}   E_param {result.e_param:.4f}   "
-              f"activation cost {result.activation_cost or 0:.2f}x ReLU")
+              f"activation cost {result.activation_cost or 0:.2f} (counted, ReLU = 1)   "
+              f"time {result.activation_time or 0:.2f}x ReLU (measured)")
         if args.baselines and result.delta_to_best_baseline is not None:
             print("  " + _baseline_line(result, task, args))
     else:

@@ -268,7 +268,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     validate = sub.add_parser("validate", help="retrain the top candidates on fresh seeds beside the baselines")
     add_run_arg(validate)
     validate.add_argument("--top", type=bounded_int(1, MAX_TOP), help="retrain the best K candidates (default: the run's validate_top, 3)")
-    validate.add_argument("--seeds", type=bounded_int(*LIMITS["validate_seeds"]), help="fresh seeds per candidate (default: the run's validate_seeds, 3)")
+    validate.add_argument("--seeds", type=bounded_int(*LIMITS["validate_seeds"]), help="fresh seeds per candidate (default: the run's validate_seeds, 5)")
     validate.add_argument("--steps", type=bounded_int(*LIMITS["validate_steps"]), help="training steps (default: the run's validate_steps, else its search steps)")
     validate.add_argument("--backend", choices=("ray", "local"), help="default: the run's backend")
     validate.add_argument("--workers", type=bounded_int(*LIMITS["workers"]),

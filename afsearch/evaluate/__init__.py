@@ -15,8 +15,9 @@ whichever was imported first.
 import sys
 import types
 
-from afsearch.evaluate.baselines import activation_cost
+from afsearch.evaluate.baselines import activation_time
 from afsearch.evaluate.core import baseline_results, evaluate, evaluate_many, evaluate_multi
+from afsearch.evaluate.cost import activation_cost
 from afsearch.evaluate.ladder import LadderConfig, successive_halving
 from afsearch.evaluate.protocol import EvalReply, EvalRequest, serve
 from afsearch.evaluate.result import EvalResult, SeedResult, StageRecord
@@ -50,6 +51,7 @@ __all__ = [
     "Task",
     "TrainResult",
     "activation_cost",
+    "activation_time",
     "baseline_results",
     "evaluate",
     "evaluate_many",

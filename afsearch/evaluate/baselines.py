@@ -1,7 +1,7 @@
-"""Reference activations under identical conditions, and the cost of an activation.
+"""Reference activations under identical conditions, and the measured time of an activation.
 
-Everything here is cached per process: the ReLU accuracy the quality gate compares with, the
-baseline results `delta_to_best_baseline` refers to, and ReLU's timing."""
+Everything here is cached per process: the ReLU accuracy the quality gate compares with and
+the baseline results `delta_to_best_baseline` refers to."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def fill_delta(result: EvalResult, best: float | None) -> None:
         result.delta_to_best_baseline = result.metric_spec.delta(result.value, best)
 
 
-# ---------------------------------------------------------------- activation cost
+# ---------------------------------------------------------------- activation time
 def _time_pair(module: nn.Module, ref: nn.Module, shape: tuple[int, ...], reps: int = 10) -> float:
     """Median of per-repetition time ratios module/ref, the two timed alternately on the same
     tensor so machine noise hits both alike."""
@@ -102,9 +102,10 @@ def _time_pair(module: nn.Module, ref: nn.Module, shape: tuple[int, ...], reps: 
     return sorted(ratios)[len(ratios) // 2]
 
 
-def activation_cost(candidate: Candidate, factory: Callable[..., nn.Module] | None = None) -> float:
+def activation_time(candidate: Candidate, factory: Callable[..., nn.Module] | None = None) -> float:
     """Forward+backward time of the activation (or layer, on NCHW) relative to ReLU's
-    (BatchNorm2d+ReLU's for layers), measured side by side on the same tensor."""
+    (BatchNorm2d+ReLU's for layers), measured side by side on the same tensor. It varies from
+    run to run; the `cost` objective uses the counted `afsearch.evaluate.cost.activation_cost`."""
     if candidate.is_layer:
         shape: tuple[int, ...] = (32, 16, 16, 16)
         module = (factory or candidate.layer_factory())(16)

@@ -14,6 +14,7 @@ from afsearch.compile.token import materialise
 from afsearch.defaults import FAILED
 from afsearch.errors import TaskError, short_traceback
 from afsearch.evaluate import baselines as _baselines
+from afsearch.evaluate.cost import activation_cost
 from afsearch.evaluate.ladder import (
     LadderConfig,
     QualityGate,
@@ -108,26 +109,27 @@ def _new_result(cand: Candidate, task: Task, budget: int, seed_ids: list[int]) -
 def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
          cfg: LadderConfig | None, result: EvalResult, device: str | None,
          threads: int | None, measure_cost: bool, pack: bool) -> None:
-    build = _prepare(cand, task, seed_ids, cfg, result, measure_cost)
+    build = _prepare(cand, task, recipe, seed_ids, cfg, result, measure_cost, device, threads)
     if build is None:
         return
     if pack and len(seed_ids) > 1 and cand.kind == ACTIVATION and packable(build()):
         gates = [_gate(cfg, task, recipe, s, device, threads) for s in seed_ids]
         outs = train_packed([build] * len(seed_ids), task.data, recipe, seed_ids, gates,
-                            [gates[0].step] if gates[0] else (), device, threads)
+                            gates[0].steps if gates[0] else (), device, threads)
         for seed, gate, out in zip(seed_ids, gates, outs, strict=True):
             if not _absorb(result, gate, out, seed):
                 return
         return
     for seed in seed_ids:
         gate = _gate(cfg, task, recipe, seed, device, threads)
-        out = train(build, task.data, recipe, seed, gate, [gate.step] if gate else (), device, threads)
+        out = train(build, task.data, recipe, seed, gate, gate.steps if gate else (), device, threads)
         if not _absorb(result, gate, out, seed):
             return
 
 
-def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig | None,
-             result: EvalResult, measure_cost: bool) -> Callable[[], nn.Module] | None:
+def _prepare(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int], cfg: LadderConfig | None,
+             result: EvalResult, measure_cost: bool, device: str | None = None,
+             threads: int | None = 1) -> Callable[[], nn.Module] | None:
     """The ladder before training: screen, compile, stability probe, cost. Returns the model
     builder, or None when the candidate was rejected."""
     formula = cand.screen_formula
@@ -154,11 +156,13 @@ def _prepare(cand: Candidate, task: Task, seed_ids: list[int], cfg: LadderConfig
     result.seconds += time.perf_counter() - start
     if cfg and cfg.stability:
         result.stage = "stability"
-        if not result.add_stage(stability_stage(build, task.data, cfg, seed_ids[0])).passed:
+        stage = stability_stage(build, task.data, recipe, cfg, seed_ids[0], device, threads)
+        if not result.add_stage(stage).passed:
             return None
+    result.activation_cost = activation_cost(cand)  # a count: the same on every run
     if measure_cost:
         result.stage = "cost"
-        result.activation_cost = _baselines.activation_cost(cand)
+        result.activation_time = _baselines.activation_time(cand)
     result.stage = None
     return build
 
@@ -167,11 +171,13 @@ def _gate(cfg: LadderConfig | None, task: Task, recipe: Any, seed: int, device: 
           threads: int | None) -> QualityGate | None:
     if not (cfg and cfg.quality):
         return None
-    step = cfg.gate_step(recipe.steps)
-    base = (_baselines.reference_value_at(task, recipe, seed, step, device, threads)
-            if cfg.quality_baseline else None)
-    return QualityGate(step, quality_threshold(cfg, task.chance, base, task.metric), base, task.metric,
-                       task.spec.reference)
+    checks = []
+    for step, ratio in cfg.gate_checks(recipe.steps):
+        base = (_baselines.reference_value_at(task, recipe, seed, step, device, threads)
+                if cfg.quality_baseline else None)
+        checks.append((step, quality_threshold(cfg, task.chance, base, task.metric, ratio), base))
+    *earlier, (step, threshold, base) = checks
+    return QualityGate(step, threshold, base, task.metric, task.spec.reference, earlier)
 
 
 def _absorb(result: EvalResult, gate: QualityGate | None, out: Any, seed: int) -> bool:
@@ -214,7 +220,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
     builds: dict[int, Callable[[], nn.Module]] = {}
     for i, cand in enumerate(cands):
         try:
-            build = _prepare(cand, task_obj, seed_ids, cfg, results[i], measure_cost)
+            build = _prepare(cand, task_obj, recipe, seed_ids, cfg, results[i], measure_cost, device, threads)
         except Exception as exc:  # a candidate's failure is a result, not a crash
             _fail(results[i], exc)
             continue
@@ -230,7 +236,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
             gates = [_gate(cfg, task_obj, recipe, s, device, threads) for _ in active]
             try:
                 outs = train_packed([builds[i] for i in active], task_obj.data, recipe, [s] * len(active),
-                                    gates, [gates[0].step] if gates and gates[0] else (), device, threads)
+                                    gates, gates[0].steps if gates and gates[0] else (), device, threads)
             except Exception as exc:
                 for i in active:
                     _fail(results[i], exc)
@@ -241,7 +247,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
             try:
                 for s in seed_ids:
                     gate = _gate(cfg, task_obj, recipe, s, device, threads)
-                    out = train(build, task_obj.data, recipe, s, gate, [gate.step] if gate else (),
+                    out = train(build, task_obj.data, recipe, s, gate, gate.steps if gate else (),
                                 device, threads)
                     if not _absorb(results[i], gate, out, s):
                         break

@@ -1,14 +1,19 @@
 """The early-rejection ladder. Cheap tests run first so most bad candidates never train:
 
 (a) screen: the static screen of the formula (`afsearch.expr.screen`); layers skip it;
-(b) stability: EvoNorm-style probe at initialisation: a few steps of gradient ascent on the
-    weights to maximise the gradient norm on one batch (on the CPU, float32, whatever the
-    training device); reject if it turns non-finite or exceeds `stability_bound`;
-(c) quality: after `quality_step` training steps, reject if the validation metric is worse
-    than chance + `quality_ratio` * (the reference's value at the same task, seed and step -
-    chance), in the metric's direction (for a loss: higher is worse); the reference is the
-    task's (`TaskSpec.reference`: ReLU, GELU for the LM task); with no baseline, worse than
-    chance + `quality_margin` (a loss: `quality_margin` of the way below chance);
+(b) stability: a short burst of real training, the first `stability_steps` of the run the
+    candidate would get (same recipe, seed and schedule, on the training device); reject if
+    the training loss turns non-finite or the validation loss ends above `stability_bound`
+    times the loss of a constant prediction, i.e. only what actually diverges in training.
+    (An earlier probe, gradient *ascent* on the weights at initialisation, rejected some of the
+    best functions on mnist1d-mlp, such as `max(softplus(x) + x^3, x^3)`; the bound below is
+    set from scripts/bench_proxy.py, whose figures the README quotes.)
+(c) quality: at an early checkpoint and after `quality_step` training steps, reject if the
+    validation metric is worse than chance + `quality_ratio` * (the reference's value at the
+    same task, seed and step - chance), in the metric's direction (for a loss: higher is
+    worse); the reference is the task's (`TaskSpec.reference`: ReLU, GELU for the LM task);
+    with no baseline, worse than chance + `quality_margin` (a loss: `quality_margin` of the way
+    below chance);
 (d) multi-fidelity: `successive_halving` trains all candidates at budget/eta and only the
     best 1/eta at the full budget.
 
@@ -31,26 +36,40 @@ from afsearch.errors import ConfigError
 from afsearch.evaluate._formula import static_screen
 from afsearch.evaluate.metric import ACCURACY, Metric
 from afsearch.evaluate.result import StageRecord
-from afsearch.evaluate.trainer import Data, loss_fn
+from afsearch.evaluate.trainer import Data, Recipe, train
+
+MIN_EARLY_STEP = 10
 
 
 @dataclass(frozen=True)
 class LadderConfig:
     screen: bool = True
     stability: bool = True
-    stability_steps: int = 5
-    stability_lr: float = 0.2  # relative step per weight tensor: ||dW|| = lr * ||W||
-    stability_bound: float = 1e8
-    stability_batch: int = 256
+    stability_steps: float = 0.02  # < 1: fraction of the budget; >= 1: a step count
+    stability_bound: float = 100.0  # validation loss / loss of a constant prediction
     quality: bool = True
     quality_step: float = 0.1  # < 1: fraction of the budget; >= 1: a step count
     quality_ratio: float = 0.5  # of ReLU's above-chance accuracy at that step
+    #: an earlier checkpoint of the same gate (0: none), with its own ratio
+    quality_early_step: float = 0.02
+    quality_early_ratio: float = 0.5
     quality_margin: float = 0.05  # above chance, when there is no baseline
     quality_baseline: bool = True  # compare with ReLU (False: chance + margin)
 
     def gate_step(self, budget: int) -> int:
-        k = int(self.quality_step) if self.quality_step >= 1 else round(self.quality_step * budget)
-        return max(1, min(k, budget - 1)) if budget > 1 else 1
+        return _step(self.quality_step, budget)
+
+    def gate_checks(self, budget: int) -> list[tuple[int, float]]:
+        """(step, ratio) of every checkpoint of the quality gate, earliest first. The earlier one
+        is relative to ReLU's progress, so it needs the ReLU baseline (`quality_baseline`), and
+        it comes no sooner than `MIN_EARLY_STEP` (before that ReLU has barely left chance)."""
+        last = (self.gate_step(budget), self.quality_ratio)
+        early = (max(_step(self.quality_early_step, budget), MIN_EARLY_STEP)
+                 if self.quality_early_step > 0 and self.quality_baseline else last[0])
+        return [(early, self.quality_early_ratio), last] if early < last[0] else [last]
+
+    def burst_steps(self, budget: int) -> int:
+        return _step(self.stability_steps, budget)
 
     @classmethod
     def from_option(cls, option: bool | dict[str, Any] | LadderConfig | None) -> LadderConfig | None:
@@ -69,6 +88,12 @@ class LadderConfig:
         return cls(**option)
 
 
+def _step(setting: float, budget: int) -> int:
+    """A fraction of the budget (< 1) or a step count (>= 1), within 1 .. budget - 1."""
+    k = int(setting) if setting >= 1 else round(setting * budget)
+    return max(1, min(k, budget - 1)) if budget > 1 else 1
+
+
 def screen_stage(formula: str) -> StageRecord:
     start = time.perf_counter()
     verdict = static_screen(formula)
@@ -76,105 +101,96 @@ def screen_stage(formula: str) -> StageRecord:
                        0, dict(verdict.stats))
 
 
-def stability_stage(build_model: Callable[[], nn.Module], data: Data, cfg: LadderConfig,
-                    seed: int = 0) -> StageRecord:
-    """Gradient ascent on the weights to maximise the gradient norm of the loss on one batch.
-    Uses double backward; activations without a second derivative fall back to ascending the
-    loss itself. Works on any model the task trains, e.g. the LM's integer token inputs (the
-    weights are perturbed, never the inputs)."""
-    # the probe differentiates twice: attention must use the composite (math) kernel, as the
-    # fused CPU and CUDA kernels have no double backward
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel([SDPBackend.MATH]):
-        return _stability_probe(build_model, data, cfg, seed)
-
-
-def _stability_probe(build_model: Callable[[], nn.Module], data: Data, cfg: LadderConfig,
-                     seed: int) -> StageRecord:
+def stability_stage(build_model: Callable[[], nn.Module], data: Data, recipe: Recipe,
+                    cfg: LadderConfig, seed: int = 0, device: str | None = None,
+                    threads: int | None = 1) -> StageRecord:
+    """Train `cfg.burst_steps(recipe.steps)` steps exactly as the run itself would start and
+    validate once: reject a non-finite training loss, or a validation loss above
+    `cfg.stability_bound` times that of the best constant prediction."""
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    model = build_model()
-    model.train()
-    gen = torch.Generator().manual_seed(seed)
-    n = len(data.train)
-    idx = torch.randperm(n, generator=gen)[: min(cfg.stability_batch, n)]
-    x, y = data.train.x[idx], data.train.y[idx]
-    criterion = loss_fn(data.regression)
-    params = [p for p in model.parameters() if p.requires_grad]
-    worst, steps = 0.0, 0
-    for steps in range(1, cfg.stability_steps + 1):
-        loss = criterion(model(x), y)
-        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-        sq = [g.pow(2).sum() for g in grads if g is not None]
-        gnorm = torch.stack(sq).sum().sqrt() if sq else loss.new_zeros(())
-        value = float(gnorm.detach())
-        worst = max(worst, value) if math.isfinite(value) else math.inf
-        if not math.isfinite(value) or not math.isfinite(float(loss.detach())):
-            return _stability(False, f"gradient norm non-finite after {steps - 1} ascent steps",
-                              start, steps, worst)
-        if value > cfg.stability_bound:
-            return _stability(False, f"gradient norm {value:.3g} > {cfg.stability_bound:g} after "
-                              f"{steps - 1} ascent steps", start, steps, worst)
-        if steps == cfg.stability_steps:
-            break
-        objective = gnorm if gnorm.requires_grad else loss
-        ascent = torch.autograd.grad(objective, params, allow_unused=True)
-        with torch.no_grad():
-            for p, g in zip(params, ascent, strict=True):
-                if g is not None and float(g.norm()) > 0:
-                    p.add_(g, alpha=cfg.stability_lr * float(p.norm().clamp_min(1e-3))
-                           / float(g.norm()))
-    return _stability(True, None, start, steps, worst)
+    steps = cfg.burst_steps(recipe.steps)
+    out = train(build_model, data, recipe, seed, lambda step, acc, loss: step < steps, [steps],
+                device, threads)
+    chance = constant_loss(data)
+    stats = {"val_loss": out.val_loss, "val_accuracy": out.val_accuracy, "constant_loss": chance,
+             "step": float(out.steps)}
+    reason = None
+    if out.diverged or not math.isfinite(out.val_loss):
+        reason = f"training loss non-finite by step {out.steps}"
+    elif out.val_loss > cfg.stability_bound * chance:
+        reason = (f"validation loss {out.val_loss:.3g} > {cfg.stability_bound:g} x constant-prediction "
+                  f"loss {chance:.3g} after {out.steps} steps")
+    return StageRecord("stability", reason is None, reason, time.perf_counter() - start, out.steps, stats)
 
 
-def _stability(passed: bool, reason: str | None, start: float, steps: int,
-               worst: float) -> StageRecord:
-    return StageRecord("stability", passed, reason, time.perf_counter() - start, steps,
-                       {"max_grad_norm": worst})
+def constant_loss(data: Data) -> float:
+    """The validation loss of the best constant prediction: the label entropy (cross-entropy),
+    or the targets' mean variance (squared error)."""
+    y = data.val.y
+    if data.regression:
+        return float(y.float().var(0, unbiased=False).mean())
+    y = y.reshape(-1)  # token targets (the LM task) are one class per position
+    p = torch.bincount(y).float() / len(y)
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
 
 
 class QualityGate:
-    """A `report` callback: at `step` compare the validation metric (accuracy, or loss for
-    loss-scored tasks) with `threshold`, in the metric's direction. Later reports always pass;
-    the record of the decision is kept in `record`. `baseline` is the value of the task's
-    `reference` activation at the same step and seed (stats key ``{reference}_{source}``)."""
+    """A `report` callback: at each checkpoint step compare the validation metric (accuracy,
+    or loss for loss-scored tasks) with that checkpoint's threshold, in the metric's direction;
+    the first miss stops the run. `step`, `threshold` and `baseline` are the last checkpoint,
+    `earlier` are (step, threshold, baseline) checkpoints before it. Later reports always
+    pass; the decision is kept in `record` (the missed checkpoint, or the last one). A
+    `baseline` is the value of the task's `reference` activation at the same step and seed
+    (stats key ``{reference}_{source}``)."""
 
     def __init__(self, step: int, threshold: float, baseline: float | None,
-                 metric: Metric = ACCURACY, reference: str = "relu") -> None:
+                 metric: Metric = ACCURACY, reference: str = "relu",
+                 earlier: Sequence[tuple[int, float, float | None]] = ()) -> None:
         self.step, self.threshold, self.baseline, self.metric = step, threshold, baseline, metric
         self.reference = reference
+        self.checks = {s: (t, b) for s, t, b in earlier if s < step}
+        self.checks[step] = (threshold, baseline)
         self.record: StageRecord | None = None
 
+    @property
+    def steps(self) -> list[int]:
+        """The steps at which the gate needs a validation."""
+        return sorted(self.checks)
+
     def __call__(self, step: int, val_accuracy: float, val_loss: float) -> bool:
-        if step != self.step or self.record is not None:
+        if step not in self.checks or self.record is not None:
             return True
+        threshold, baseline = self.checks[step]
         m = self.metric
         value = val_loss if m.source == "loss" else val_accuracy
-        passed = m.finite(value) and not m.better(self.threshold, value)
+        passed = m.finite(value) and not m.better(threshold, value)
+        if passed and step != self.step:
+            return True
         label = "ReLU" if self.reference == "relu" else self.reference.upper()
-        against = (f"{label} {self.baseline:.3f}" if self.baseline is not None else "chance + margin")
+        against = (f"{label} {baseline:.3f}" if baseline is not None else "chance + margin")
         worse = "<" if m.higher_is_better else ">"
-        reason = None if passed else (f"validation {m.name} {value:.3f} {worse} {self.threshold:.3f}"
+        reason = None if passed else (f"validation {m.name} {value:.3f} {worse} {threshold:.3f}"
                                       f" at step {step} ({against})")
-        stats = {"val_accuracy": val_accuracy, "val_loss": val_loss, "threshold": self.threshold,
+        stats = {"val_accuracy": val_accuracy, "val_loss": val_loss, "threshold": threshold,
                  "step": float(step)}
-        if self.baseline is not None:
-            stats[f"{self.reference}_{m.source}"] = self.baseline
+        if baseline is not None:
+            stats[f"{self.reference}_{m.source}"] = baseline
         self.record = StageRecord("quality", passed, reason, 0.0, step, stats)
         return passed
 
 
 def quality_threshold(cfg: LadderConfig, chance: float, baseline: float | None,
-                      metric: Metric = ACCURACY) -> float:
-    """The value a candidate must reach at the gate step: `quality_ratio` of the way from a
-    constant prediction (`chance`) to the reference's value, in the metric's direction; without
-    a baseline, `quality_margin` better than chance (for a loss: relative to it)."""
+                      metric: Metric = ACCURACY, ratio: float | None = None) -> float:
+    """The value a candidate must reach at a gate step: `ratio` (default `quality_ratio`) of
+    the way from a constant prediction (`chance`) to the reference's value, in the metric's
+    direction; without a baseline, `quality_margin` better than chance (for a loss: relative
+    to it)."""
     if baseline is None:
         if metric.higher_is_better:
             return chance + cfg.quality_margin
         return chance - cfg.quality_margin * abs(chance)
-    target = chance + cfg.quality_ratio * (baseline - chance)
+    target = chance + (cfg.quality_ratio if ratio is None else ratio) * (baseline - chance)
     # never demand more than the reference itself reached (early on it can be worse than chance)
     return target if metric.better(baseline, target) else baseline
 

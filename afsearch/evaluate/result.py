@@ -40,8 +40,10 @@ class SeedResult:
 class EvalResult:
     """One candidate on one task. Accuracies are fractions in [0, 1] (for regression tasks,
     R^2 clipped to [0, 1]); mean/std are over seeds. `e_param` = mean validation accuracy /
-    log10(params), accuracy standing in for AUC. `activation_cost` = forward+backward time of
-    the activation (or layer) relative to ReLU (BatchNorm+ReLU) on the same tensor.
+    log10(params), accuracy standing in for AUC. `activation_cost` = the counted cost relative to
+    ReLU (BatchNorm+ReLU for layers): weighted elementwise operations, the same on every run
+    (`afsearch.evaluate.cost`); `activation_time` = the measured forward+backward time relative
+    to ReLU's on the same tensor (varies with the machine and its load).
     `metric` names the task's metric (`afsearch.evaluate.metric`); `value` is its raw mean
     over seeds on validation (accuracy or loss). `delta_to_best_baseline` = how much better
     `value` is than the best reference activation's (positive = better, whatever the
@@ -66,6 +68,7 @@ class EvalResult:
     params: int = 0
     e_param: float = 0.0
     activation_cost: float | None = None
+    activation_time: float | None = None
     delta_to_best_baseline: float | None = None
     seconds: float = 0.0  # total compute, all stages
     steps: int = 0  # total optimizer steps, all stages

@@ -38,9 +38,14 @@ class MNIST1DConfig:
 
 @dataclass(frozen=True)
 class DigitsConfig:
+    """Half of the 1,797 images are the test split: with 20 % (the earlier default) the conv net
+    reached ~98.5 % with most activations and only 4 of 11 differed from the best default
+    baseline on 5 seeds; with 30 % for training and 50 % for testing, 8 of 11 did
+    (scripts/bench_task_separation.py)."""
+
     channels: int = 32
     val_fraction: float = 0.2
-    test_fraction: float = 0.2
+    test_fraction: float = 0.5
     split_seed: int = 0
 
 
@@ -278,7 +283,7 @@ TASKS: dict[str, TaskSpec] = {
         DigitsConfig, _load_digits,
         lambda c, d, act, na: models.cnn2d(10, act, na, c.channels),
         Recipe(steps=300, batch_size=64, lr=3e-3), 10, layers=True,
-        doc="scikit-learn 8x8 digits, small 2-D conv net with BatchNorm"),
+        doc="scikit-learn 8x8 digits (539 training, 898 test images), small 2-D conv net with BatchNorm"),
     "breast-cancer-mlp": TaskSpec(
         TabularConfig, _load_breast_cancer,
         lambda c, d, act, na: models.mlp([_n_in(d), *c.hidden, 2], act),

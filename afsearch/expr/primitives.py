@@ -9,7 +9,10 @@ Each primitive carries
 - ``guard``: a short human description of the numeric protection, if any;
 - ``fused``: the fused CPU kernel's instruction for it (``afsearch.compile.fused``), or None;
 - ``expansion``: for a unary primitive without a kernel instruction, its definition as a
-  formula in ``x`` over other primitives, which the fused kernel runs instead.
+  formula in ``x`` over other primitives, which the fused kernel runs instead;
+- ``cost``: forward+backward time of the compiled primitive relative to ReLU's, measured once
+  by ``scripts/bench_op_costs.py`` (the weights of the deterministic ``cost`` objective,
+  ``afsearch.evaluate.cost``), filled from ``MEASURED_COST`` below.
 
 Every other table (the parser's names, the printers, the code generator, the fused lowering,
 the layer-graph ops of ``afsearch.layers``) reads these entries; `register_primitive` adds one
@@ -27,7 +30,7 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy as sp
@@ -72,6 +75,8 @@ class Primitive:
     families: tuple[str, ...] = ()
     fused: FusedOp | None = None
     expansion: str | None = None
+    #: forward+backward time relative to ReLU (see the module docstring)
+    cost: float = 1.0
 
     def torch_source(self, *args: str) -> str:
         return self.torch.format(*args)
@@ -299,8 +304,22 @@ _PRIMS: list[Primitive] = [
     ),
 ]
 
+#: printed by scripts/bench_op_costs.py (256x1024 float32, 1 thread; 2-core shared CPU machine)
+MEASURED_COST: dict[str, float] = {
+    "neg": 0.9, "abs": 1.3, "square": 1.5, "cube": 3.1, "sqrt": 3.4, "log": 4.2,
+    "exp": 4.8, "sin": 5.4, "cos": 5.4, "sinh": 9.7, "cosh": 9.4, "tanh": 5.4,
+    "asinh": 25.6, "atan": 5.5, "sinc": 11.7, "relu": 1.0, "sigmoid": 2.2, "softplus": 6.4,
+    "gauss": 4.5, "erf": 5.8, "recip": 11.1, "erfc": 6.6, "expm1": 6.0, "log_sigmoid": 5.2,
+    "elu": 5.2, "selu": 5.6, "silu": 3.4, "softsign": 4.9, "hard_sigmoid": 1.0, "mish": 15.8,
+    "gelu": 3.6, "leaky_relu": 1.0, "hardtanh": 6.3, "relu6": 7.5, "hardswish": 1.1, "add": 0.9,
+    "sub": 1.3, "mul": 1.6, "div": 14.2, "max": 8.9, "min": 9.8, "pow": 10.3,
+}
+# not timed on their own: sign(a) * f(|a| + eps) costs f plus a product and a sum
+MEASURED_COST["slog"] = MEASURED_COST["log"] + MEASURED_COST["mul"] + MEASURED_COST["add"]
+MEASURED_COST["ssqrt"] = MEASURED_COST["sqrt"] + MEASURED_COST["mul"] + MEASURED_COST["add"]
+
 #: the registry: name -> primitive (built-in ones, then any `register_primitive` added)
-PRIMITIVES: dict[str, Primitive] = {p.name: p for p in _PRIMS}
+PRIMITIVES: dict[str, Primitive] = {p.name: replace(p, cost=MEASURED_COST.get(p.name, p.cost)) for p in _PRIMS}
 #: the built-in unary and binary primitive names, in registry order
 UNARY: tuple[str, ...] = tuple(p.name for p in _PRIMS if p.arity == 1)
 BINARY: tuple[str, ...] = tuple(p.name for p in _PRIMS if p.arity == 2)

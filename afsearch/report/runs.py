@@ -157,6 +157,7 @@ def candidate_details(store: RunStore, candidate_id: int) -> dict[str, Any]:
             "metric": metrics.get("metric", "accuracy"),
             "mean_accuracy": metrics.get("mean_accuracy"), "std_accuracy": metrics.get("std_accuracy"),
             "test_accuracy": metrics.get("test_accuracy"), "activation_cost": metrics.get("activation_cost"),
+            "activation_time": metrics.get("activation_time"),
             "params": metrics.get("params"), "delta_to_best_baseline": metrics.get("delta_to_best_baseline"),
         })
     info["validations"] = [validation_json(v) for v in store.validations(candidate_id)]

@@ -61,7 +61,7 @@ class SearchConfig:
     baselines: list[str] | None = None
     seed_population: bool = True
     validate_top: int = 3
-    validate_seeds: int = 3
+    validate_seeds: int = 5
     validate_steps: int | None = None
     data_dir: str | None = None
     #: where candidates train: auto (cuda when the worker sees a GPU, else cpu), cpu, cuda, cuda:N

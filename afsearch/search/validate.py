@@ -1,21 +1,21 @@
 """Validation of winners: retrain the top-k on fresh seeds beside the baselines.
 
 Scores are *test* values of the task's metric (accuracy, or a loss where lower is better; the
-search selected on validation, so the test split is the unbiased one), on seeds the search never used, with the ladder off. "Beats the best
-baseline" means a one-sided Welch t-test (unequal variances) of the candidate's per-seed test
-accuracies against the best baseline's gives p < 0.05 *and* its mean is higher. With few seeds
-the test has little power: a candidate that is not significant is not shown to be worse."""
+search selected on validation, so the test split is the unbiased one), on seeds the search never
+used, with the ladder off. Every entry trains on the same seeds, so each winner is compared with
+the best baseline seed by seed (`afsearch.search.stats`): the mean paired difference with its 95 %
+t interval, the standardised effect d_z, and a one-sided paired t-test whose p-values are
+Holm-corrected over the winners of the round. "Beats the best baseline" means a corrected
+p < 0.05 *and* a better mean. With few seeds the test has little power: a candidate that is not
+significant is not shown to be worse."""
 
 from __future__ import annotations
 
 import math
 import statistics
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
-
-from scipy import stats
 
 from afsearch.evaluate.metric import Metric
 from afsearch.evaluate.protocol import WORKER_STAGE, EvalReply, EvalRequest
@@ -33,17 +33,20 @@ from afsearch.search.config import SearchConfig
 from afsearch.search.events import SearchEvent
 from afsearch.search.preflight import executor_for
 from afsearch.search.seeding import derive_seed
+from afsearch.search.stats import holm, paired_difference
 from afsearch.store import RunStore, ValidationResult, rank_key, write_atomic
 
 ALPHA = 0.05
-TEST_NAME = "one-sided Welch t-test on per-seed test accuracy vs the best baseline, p < 0.05"
+TEST_NAME = ("paired one-sided t-test on per-seed test accuracy vs the best baseline, "
+             "Holm-corrected over the winners, p < 0.05")
 
 
 def test_name(metric: Metric) -> str:
     if metric.higher_is_better and metric.name == "accuracy":
         return TEST_NAME
-    return (f"one-sided Welch t-test on per-seed test {metric.name} vs the best baseline "
-            f"({'higher' if metric.higher_is_better else 'lower'} is better), p < 0.05")
+    return (f"paired one-sided t-test on per-seed test {metric.name} vs the best baseline "
+            f"({'higher' if metric.higher_is_better else 'lower'} is better), Holm-corrected over the "
+            "winners, p < 0.05")
 
 
 def validate_run(store: RunStore, config: SearchConfig, executor: Executor | None = None,
@@ -55,7 +58,7 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
     metric = run_metric(store)
     hib = metric.higher_is_better
     steps = config.validate_steps or search_steps
-    seeds = [derive_seed(config.seed, "validate", i) for i in range(config.validate_seeds)]
+    seeds = validation_seeds(config.seed, _next_round(store), config.validate_seeds)
     # chosen by search score, never by an earlier validation: validating again must not just
     # confirm the previous round's picks when the search has found better candidates since
     rows = sorted(leaderboard_rows(store, top=10_000), key=lambda r: rank_key(r["mean"], None, r["id"], hib))
@@ -103,20 +106,7 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
         entry.pop("candidate")
     baselines = [e for e in entries if e["baseline"] and e["per_seed"]]
     best = max(baselines, key=lambda e: metric.oriented(e["mean"])) if baselines else None
-    for entry in entries:
-        entry["p_value"] = entry["p_paired"] = None
-        entry["beats_baseline"] = False
-        if entry["baseline"] or best is None or len(entry["per_seed"]) < 2:
-            continue
-        # one-sided in the metric's direction: for a loss, "better" is "less"
-        p = _welch_greater([metric.oriented(v) for v in entry["per_seed"]],
-                           [metric.oriented(v) for v in best["per_seed"]])
-        entry["p_value"] = p
-        entry["beats_baseline"] = bool(p is not None and p < ALPHA and metric.better(entry["mean"], best["mean"]))
-        # every entry ran on the same seeds: the paired test (same seed, same data order) is
-        # reported beside the decision's Welch test, which assumes nothing about the pairing
-        entry["p_paired"] = paired_greater([metric.oriented(v) for v in entry["per_seed"]],
-                                           [metric.oriented(v) for v in best["per_seed"]])
+    _compare(entries, best, metric)
     entries.sort(key=lambda e: rank_key(e["mean"], None, 0, hib))  # stable: ties keep their order
     number = store.add_validation_round(task, steps, seeds, [_result(e) for e in entries])
     report = {
@@ -131,6 +121,45 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
     if on_event is not None:
         on_event(SearchEvent("validate", {"rows": report["rows"], "best_baseline": report["best_baseline"]}))
     return report
+
+
+def _compare(entries: list[dict[str, Any]], best: dict[str, Any] | None, metric: Metric) -> None:
+    """Per winner: the paired difference to the best baseline (oriented: positive is better)
+    with its 95 % interval and effect size, the raw one-sided p-value ("p_raw") and the
+    Holm-corrected one ("p_value", what "beats_baseline" is decided on)."""
+    winners = [e for e in entries if not e["baseline"]]
+    for entry in entries:
+        entry.update(p_value=None, p_raw=None, beats_baseline=False, difference=None, ci95=None, effect_size=None)
+    tests = {}
+    for entry in winners:
+        if best is None or len(entry["per_seed"]) < 2:
+            continue
+        test = paired_difference([metric.oriented(v) for v in entry["per_seed"]],
+                                 [metric.oriented(v) for v in best["per_seed"]])
+        if test is not None:
+            tests[id(entry)] = test
+            entry.update(p_raw=test.p_value, difference=test.mean_difference,
+                         ci95=[test.ci_low, test.ci_high], effect_size=_finite_or_none(test.effect_size))
+    for entry, adjusted in zip(winners, holm([e["p_raw"] for e in winners]), strict=True):
+        entry["p_value"] = adjusted
+        entry["beats_baseline"] = bool(adjusted is not None and adjusted < ALPHA
+                                       and metric.better(entry["mean"], best["mean"]))
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def validation_seeds(master: int, round_number: int, count: int) -> list[int]:
+    """The fresh seeds of validation round `round_number` (1-based): derived from the run's
+    master seed, never used by the search, and different in every round, so validating again
+    adds independent evidence instead of repeating the same seeds."""
+    labels: tuple[object, ...] = ("validate",) if round_number == 1 else ("validate", round_number)
+    return [derive_seed(master, *labels, i) for i in range(count)]
+
+
+def _next_round(store: RunStore) -> int:
+    return 1 + max((v.round for v in store.validations()), default=0)
 
 
 def _check_user_task(config: SearchConfig, task: str) -> None:
@@ -155,23 +184,5 @@ def _result(entry: dict[str, Any]) -> ValidationResult:
 
 def paired_greater(a: list[float], b: list[float]) -> float | None:
     """One-sided paired t-test p-value that `a` is greater than `b` (pairs = the same seeds)."""
-    if len(a) != len(b) or len(a) < 2:
-        return None
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    if statistics.pvariance(diffs) == 0:
-        return 0.0 if diffs[0] > 0 else 1.0
-    with warnings.catch_warnings():  # nearly equal samples: scipy warns, the p-value stands
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(stats.ttest_rel(a, b, alternative="greater").pvalue)
-    return p if math.isfinite(p) else None
-
-
-def _welch_greater(a: list[float], b: list[float]) -> float | None:
-    if len(a) < 2 or len(b) < 2:
-        return None
-    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
-        return 0.0 if statistics.fmean(a) > statistics.fmean(b) else 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
-    return p if math.isfinite(p) else None
+    test = paired_difference(a, b)
+    return None if test is None else test.p_value
