@@ -171,6 +171,10 @@ def test_second_validation_round_is_kept_and_ranks_the_leaderboard(searched):
     assert report["round"] == 2
     latest = json.loads((runs / "s" / "validation.json").read_text())
     assert latest["round"] == 2  # validation.json: the latest round, as before
+    # fresh seeds in every round: round 2 repeats none of round 1's (nor the search's)
+    with RunStore.open(runs / "s", "ro") as store:
+        seeds_by_round = {v.round: set(v.seeds) for v in store.validations()}
+    assert len(seeds_by_round[2]) == 2 and not seeds_by_round[1] & seeds_by_round[2]
 
     rows = json.loads(cli("leaderboard", "s", "--top", "100", "--json", runs=runs).stdout)
     validated = [r for r in rows if r["ranked_by"] == "validated"]
