@@ -17,6 +17,7 @@ from afsearch.cli import bounded_int
 from afsearch.errors import ConfigError, RunStoreError, shorten
 from afsearch.evaluate.metric import get_metric
 from afsearch.search.config import SearchConfig, parse_duration
+from afsearch.search.readable import exported_expr, shown, shown_formula
 from afsearch.store import RunStore, best_entry, damage_guard, list_runs, resolve_run
 
 #: the largest candidate id (SQLite's 64-bit integers) and --top value accepted
@@ -137,7 +138,7 @@ def _print_summary(summary: Any, validation: Any) -> None:
         metric = get_metric(summary.metric)
         delta = "" if summary.best_baseline is None else \
             f" ({metric.delta(summary.best.mean, summary.best_baseline):+.4f} better than best baseline)"
-        print(f"best: {metric.name} {summary.best.mean:.4f}  {summary.best.candidate.formula}{delta}")
+        print(f"best: {metric.name} {summary.best.mean:.4f}  {shown(summary.best.candidate)}{delta}")
     if validation is not None:
         print(f"validation on {validation['seeds']} fresh seeds (test {validation.get('metric', 'accuracy')}; "
               f"{validation['test']}):")
@@ -149,7 +150,7 @@ def _print_summary(summary: Any, validation: Any) -> None:
 
 def _validation_line(row: dict[str, Any]) -> str:
     if row.get("mean") is None:
-        return f"   failed      {row['formula']}  [{row.get('error', 'no result')}]"
+        return f"   failed      {shown_formula(row['formula'])}  [{row.get('error', 'no result')}]"
     if row.get("baseline"):
         mark = f"baseline {row.get('name', '')}".strip()
     else:
@@ -157,7 +158,7 @@ def _validation_line(row: dict[str, Any]) -> str:
         if row.get("p_value") is not None:
             mark += f", p={row['p_value']:.3g}"
     std = "-" if row.get("std") is None else f"{row['std']:.4f}"
-    return f"{row['mean']:.4f} ± {std}  {row['formula']}  [{mark}]"
+    return f"{row['mean']:.4f} ± {std}  {shown_formula(row['formula'])}  [{mark}]"
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -255,7 +256,7 @@ def _status(args: argparse.Namespace) -> int:
     if info["failed_by_stage"]:
         print("failed     " + ", ".join(f"{k} {v}" for k, v in sorted(info["failed_by_stage"].items())))
     if best is not None:
-        print(f"best       #{best.candidate.id} {best.mean:.4f}  {best.candidate.formula}")
+        print(f"best       #{best.candidate.id} {best.mean:.4f}  {shown(best.candidate)}")
     return 0
 
 
@@ -288,7 +289,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         vtext = "" if not val else f"{val['mean']:.4f}±{val['std']:.4f}" + (" ✓" if val.get("beats_baseline") else "")
         std = "-" if row["std"] is None else f"{row['std']:.4f}"
         table.add_row(str(i), str(row["id"]), f"{row['mean']:.4f}", std, str(row["n"]),
-                      delta, vtext, row["origin"] or "", row["formula"] or "")
+                      delta, vtext, row["origin"] or "", row["simplified"])
     Console(width=max(120, Console().width)).print(table)
     return 0
 
@@ -318,8 +319,8 @@ def _best_text(best: Any) -> str:
     if best is None:
         return "-"
     if best.validated_mean is not None:
-        return f"{best.validated_mean:.4f} validated  {best.candidate.formula}"
-    return f"{best.mean:.4f} search     {best.candidate.formula}"
+        return f"{best.validated_mean:.4f} validated  {shown(best.candidate)}"
+    return f"{best.mean:.4f} search     {shown(best.candidate)}"
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -371,8 +372,8 @@ def show_candidate(args: argparse.Namespace) -> int:
         print(json.dumps(info, default=str))
         return 0
     print(f"candidate  #{info['id']} ({info['origin']}, fingerprint {info['fingerprint']})")
-    print(f"formula    {info['formula']}")
-    print(f"canonical  {info['canonical']}")
+    print(f"formula    {info['simplified']}")
+    print(f"proposed   {info['formula']}")
     if info.get("latex"):
         print(f"latex      {info['latex']}")
     if info["parents"]:
@@ -420,7 +421,6 @@ def _candidate_id(text: str) -> int:
 @_reads_run
 def export_run(args: argparse.Namespace) -> int:
     from afsearch.compile.export import export_activation, parse_formats
-    from afsearch.expr import parse
 
     formats = parse_formats(args.format)
     if (args.top is None) == (args.candidate_id is None):
@@ -448,7 +448,7 @@ def export_run(args: argparse.Namespace) -> int:
         name = args.name or f"candidate_{record.id}"
         if args.name and len(records) > 1:
             name = f"{args.name}_{rank}"
-        written = export_activation(parse(record.formula or ""), args.output, name, formats)
+        written = export_activation(exported_expr(record), args.output, name, formats)
         for fmt, path in written.items():
             print(f"{fmt:<12} {path}")
     return 0

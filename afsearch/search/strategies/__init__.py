@@ -26,12 +26,13 @@ from afsearch.search.strategies.base import (
 from afsearch.search.strategies.baselines import Exhaustive, RandomSearch
 from afsearch.search.strategies.evolution import RegularizedEvolution
 from afsearch.search.strategies.generational import NSGA2, MuPlusLambda
+from afsearch.search.strategies.surrogate import SurrogateSearch
 from afsearch.search.strategies.tuning import CmaEsStrategy, OptunaStrategy
 from afsearch.spaces.base import Genotype, SearchSpace
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
-    for cls in (RegularizedEvolution, MuPlusLambda, NSGA2, OptunaStrategy, CmaEsStrategy,
+    for cls in (RegularizedEvolution, MuPlusLambda, NSGA2, SurrogateSearch, OptunaStrategy, CmaEsStrategy,
                 RandomSearch, Exhaustive)
 }
 
@@ -70,6 +71,7 @@ __all__ = [
     "Proposal",
     "RandomSearch",
     "RegularizedEvolution",
+    "SurrogateSearch",
     "Strategy",
     "deap_random",
     "default_strategy_for",
