@@ -318,7 +318,7 @@ def report_suite(labels, options, suite, seeds, budget, cache) -> None:  # noqa:
 
     checkpoints = [c for c in (100, 300, 1000) if c <= budget]
     print(f"\n{'strategy':<22}" + "".join(f"{'found <= ' + str(c):>14}" for c in checkpoints) +
-          f"{'median evals':>14}{'wall s/search':>15}  missing")
+          f"{'median evals':>14}{'wall s/search':>15}{'log10(1-best)':>15}  missing")
     for label in labels:
         rows = [cache.get(result_key(label, options.get(label, {}), p.name, s, budget)) for s in seeds for p in suite]
         done = [r for r in rows if r is not None]
@@ -331,7 +331,10 @@ def report_suite(labels, options, suite, seeds, budget, cache) -> None:  # noqa:
         median = statistics.median(finds)
         median_text = f">{budget}" if median == math.inf else f"{median:.0f}"
         wall = statistics.fmean(r.wall_s for r in done)
-        print(f"{label:<22}{cells}{median_text:>14}{wall:>15.1f}  {len(rows) - len(done)}")
+        # how close the best candidate came, on the readout's R^2 (-6: the planted formula)
+        closeness = statistics.fmean(math.log10(max(1e-6, 1.0 - r.best)) if r.best > -math.inf else 0.0
+                                     for r in done)
+        print(f"{label:<22}{cells}{median_text:>14}{wall:>15.1f}{closeness:>15.2f}  {len(rows) - len(done)}")
     print("\nper formula (found within the budget / searches):")
     for planted in suite:
         line = []
@@ -374,9 +377,25 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=0.0,
                         help="suite: start no new search after this many minutes (0: no limit)")
     parser.add_argument("--verbose", action="store_true", help="suite: one line per finished search")
+    parser.add_argument("--mnist1d", action="store_true",
+                        help="each strategy searches the swish space on mnist1d-mlp (real training, resumable "
+                             "runs under --runs-dir), then winners and seeded formulas are retrained on fresh seeds")
+    parser.add_argument("--runs-dir", default="runs/bench-mnist1d", help="mnist1d: where its runs live")
+    parser.add_argument("--validate-seeds", type=int, default=5, help="mnist1d: fresh seeds for the winners")
     args = parser.parse_args()
     if args.suite:
         run_suite(args)
+        return
+    if args.mnist1d:
+        from mnist1d_comparison import compare
+        from rediscovery_suite import strategy_and_options
+
+        options = parse_options(args.option)
+        labels = [(label, *strategy_and_options(label, options.get(label, {})))
+                  for label in (s.strip() for s in args.strategies.split(","))]
+        compare([(label, "" if label == "default" else name, opts) for label, name, opts in labels],
+                args.first_seed, args.budget, args.runs_dir, args.workers, args.max_minutes or 9.0,
+                args.validate_seeds)
         return
     if args.surrogate:
         run_surrogate(args)

@@ -61,13 +61,17 @@ SUITE: tuple[Planted, ...] = (
 #: strategy labels of the benchmark: a strategy name, or "evolution+surrogate" / "gp+surrogate"
 #: (that strategy with its surrogate pre-screen of offspring switched on)
 PRESCREEN = "+surrogate"
+#: children drawn per offspring by the "+surrogate" labels
+PRESCREEN_DRAWS = 20
 
 
 def strategy_and_options(label: str, extra: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The strategy name and options a benchmark label stands for (defaults unless `extra`)."""
-    if label.endswith(PRESCREEN):
-        return label[: -len(PRESCREEN)], {"prescreen": True, **extra}
-    return label, dict(extra)
+    """The strategy name and options a benchmark label stands for (defaults unless `extra`).
+    A label may carry a tag after "@" to tell settings apart: "surrogate@knn"."""
+    name = label.split("@")[0]
+    if name.endswith(PRESCREEN):
+        return name[: -len(PRESCREEN)], {"prescreen": PRESCREEN_DRAWS, **extra}
+    return name, dict(extra)
 
 
 @dataclass

@@ -105,7 +105,8 @@ class Regressor:
 
             fixed = kernel is not None
             if not fixed:
-                kernel = ConstantKernel(1.0, (1e-2, 1e2)) * RBF(3.0, (1e-1, 1e2)) + WhiteKernel(0.05, (1e-4, 1.0))
+                # shapes have unit length (`ShapeFeatures.vector`): distances lie in [0, 2]
+                kernel = ConstantKernel(1.0, (1e-2, 1e2)) * RBF(0.3, (1e-2, 1e1)) + WhiteKernel(0.05, (1e-4, 1.0))
             self._fitted = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0,
                                                     optimizer=None if fixed else "fmin_l_bfgs_b")
             with warnings.catch_warnings():

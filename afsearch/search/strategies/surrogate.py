@@ -44,9 +44,9 @@ from afsearch.spaces.base import Genotype, SearchSpace
 
 class SurrogateSearch(Strategy):
     name = "surrogate"
-    defaults: dict[str, Any] = {"initial": 20, "pool": 300, "parents": 10, "sample_share": 0.2,
+    defaults: dict[str, Any] = {"initial": 20, "pool": 300, "rounds": 1, "parents": 10, "sample_share": 0.2,
                                 "crossover_share": 0.2, "model": "gp", "kappa": 1.0, "explore": 0.1,
-                                "window": 400}
+                                "novelty": 0.02, "window": 400}
 
     def __init__(self, space: SearchSpace, rng: random.Random, seeds: list[Genotype] | None = None,
                  **options: Any) -> None:
@@ -56,7 +56,8 @@ class SurrogateSearch(Strategy):
         self.sample_share, self.kappa = float(opts["sample_share"]), float(opts["kappa"])
         self.crossover_share = float(opts["crossover_share"]) if space.has_crossover else 0.0
         self.explore, self.model_name, self.window = float(opts["explore"]), str(opts["model"]), int(opts["window"])
-        if min(self.initial, self.pool_size, self.parents) < 1 or self.window < 0 or self.kappa < 0 or \
+        self.rounds, self.novelty = int(opts["rounds"]), float(opts["novelty"])
+        if min(self.initial, self.pool_size, self.parents, self.rounds) < 1 or min(self.window, self.kappa, self.novelty) < 0 or \
                 not (0 <= self.sample_share <= 1 and 0 <= self.crossover_share <= 1 and 0 <= self.explore <= 1):
             raise ConfigError(f"strategy 'surrogate': initial, pool and parents must be >= 1, window and kappa "
                               f">= 0, sample_share, crossover_share and explore in [0, 1]; got {opts}")
@@ -68,7 +69,7 @@ class SurrogateSearch(Strategy):
         self.in_flight: dict[int, Genotype] = {}  # asked, not told
         self.asked = 0  # proposals made (seeds included)
         self._model: ShapeModel | None = None  # rebuilt from `results`
-        self._known: set[str] = set()  # shape keys of results and proposals in flight
+        self._known: list[np.ndarray] = []  # shapes of the results, in order
 
     # -- ask ------------------------------------------------------------------------------------
     def ask(self) -> Proposal | None:
@@ -82,24 +83,55 @@ class SurrogateSearch(Strategy):
         return proposal
 
     def _from_pool(self) -> Proposal | None:
-        members = self._draw_pool()
+        model, known, parents = self._fitted(), self._known_vectors(), self._parents()
+        members: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]] = []
+        means, stds = np.empty(0), np.empty(0)
+        for _ in range(self.rounds):
+            drawn = self._draw(parents, known, members)
+            if not drawn:
+                break
+            prediction = model.predict([features for _, _, features in drawn])
+            members += drawn
+            means, stds = np.concatenate([means, prediction.mean]), np.concatenate([stds, prediction.std])
+            # a further round varies the pool's most promising members (their trained ancestor
+            # stays the recorded parent)
+            best = np.argsort(-(means + self.kappa * stds), kind="stable")[: self.parents]
+            parents = [{"genotype": members[i][0], "key": (members[i][1][1] or [-1])[0]} for i in best]
         if not members:
             return None
-        prediction = self._fitted().predict([features for _, _, features in members])
         if self.rng.random() < self.explore:
-            choice, origin = int(np.argmax(prediction.std)), "surrogate-explore"
+            choice, origin = int(np.argmax(stds)), "surrogate-explore"
         else:
-            choice, origin = int(np.argmax(prediction.mean + self.kappa * prediction.std)), "surrogate"
+            choice, origin = int(np.argmax(means + self.kappa * stds)), "surrogate"
         genotype, how, _ = members[choice]
         return Proposal(genotype, self.new_key(), f"{origin}:{how[0]}", list(how[1]),
-                        {"predicted": float(prediction.mean[choice]), "uncertainty": float(prediction.std[choice])})
+                        {"predicted": float(means[choice]), "uncertainty": float(stds[choice])})
 
-    def _draw_pool(self) -> list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]]:
+    def _parents(self) -> list[dict[str, Any]]:
+        """The best results, skipping any whose shape lies within `novelty` of a better one."""
         ranked = sorted((r for r in self.results if math.isfinite(r["score"])), key=lambda r: (-r["score"], r["key"]))
-        parents = ranked[: self.parents]
-        known = self._known_keys()
-        members: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]] = []
-        seen: set[str] = set()
+        chosen: list[dict[str, Any]] = []
+        vectors: list[np.ndarray] = []
+        for r in ranked:
+            features = self.shapes(r["genotype"])
+            if features is None:
+                continue
+            if vectors and float(np.min(np.linalg.norm(np.stack(vectors) - features.vector, axis=1))) < self.novelty:
+                continue
+            chosen.append(r)
+            vectors.append(features.vector)
+            if len(chosen) == self.parents:
+                break
+        return chosen or ranked[:1]
+
+    def _draw(self, parents: list[dict[str, Any]], known: np.ndarray,
+              members: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]]
+              ) -> list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]]:
+        """Up to `pool` new members: samples, crossovers and mutations of `parents`, each valid,
+        new in shape (at least `novelty` from every trained or in-flight shape) and not
+        already in the pool."""
+        drawn: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]] = []
+        seen = {f.key for _, _, f in members}
         for _ in range(self.pool_size):
             r = self.rng.random()
             if r < self.sample_share:
@@ -112,26 +144,33 @@ class SurrogateSearch(Strategy):
                 a = self.rng.choice(parents)
                 genotype, how = self.space.mutate(a["genotype"], self.rng), ("mutation", [a["key"]])
             features = self.shapes(genotype)
-            if features is None or features.key in known or features.key in seen:
+            if features is None or features.key in seen:
                 continue
             seen.add(features.key)
-            members.append((genotype, how, features))
-        return members
+            drawn.append((genotype, how, features))
+        if drawn and len(known):
+            vectors = np.stack([f.vector for _, _, f in drawn])
+            nearest = np.sqrt(np.maximum(0.0, (vectors**2).sum(1)[:, None] - 2 * vectors @ known.T
+                                         + (known**2).sum(1)[None, :])).min(1)
+            drawn = [m for m, d in zip(drawn, nearest, strict=True) if d >= max(self.novelty, 1e-9)]
+        return drawn
 
-    def _known_keys(self) -> set[str]:
+    def _known_vectors(self) -> np.ndarray:
+        """Shapes of the results and of the proposals in flight."""
         self._fitted()  # builds `_known` after a restore
-        keys = {f.key for f in (self.shapes(g) for g in self.in_flight.values()) if f is not None}
-        return self._known | keys
+        flying = [f.vector for f in (self.shapes(g) for g in self.in_flight.values()) if f is not None]
+        vectors = self._known + flying
+        return np.stack(vectors) if vectors else np.empty((0, 0))
 
     def _fitted(self) -> ShapeModel:
         if self._model is None:
             self._model = ShapeModel(self.model_name, window=self.window)
-            self._known = set()
+            self._known = []
             for r in self.results:
                 features = self.shapes(r["genotype"])
                 self._model.add(features, r["score"])
                 if features is not None:
-                    self._known.add(features.key)
+                    self._known.append(features.vector)
         return self._model
 
     # -- tell -----------------------------------------------------------------------------------
@@ -144,7 +183,7 @@ class SurrogateSearch(Strategy):
             features = self.shapes(proposal.genotype)
             self._model.add(features, outcome.score)
             if features is not None:
-                self._known.add(features.key)
+                self._known.append(features.vector)
 
     # -- persistence ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
