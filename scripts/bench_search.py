@@ -284,8 +284,9 @@ def run_suite(args: argparse.Namespace) -> None:
     suite = [p for p in SUITE if not args.formulas or p.name in args.formulas.split(",")]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     cache = ResultCache(Path(args.cache) if args.cache else None)
+    # seed by seed, strategies interleaved: a benchmark stopped part-way has comparable figures
     jobs = [(label, options.get(label, {}), planted, seed, args.budget, args.tolerance)
-            for label in labels for seed in seeds for planted in suite
+            for seed in seeds for planted in suite for label in labels
             if cache.get(result_key(label, options.get(label, {}), planted.name, seed, args.budget)) is None]
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else math.inf
     print(f"suite: {len(suite)} formulas x seeds {seeds.start}..{seeds.stop - 1} x {len(labels)} strategies, "

@@ -13,6 +13,7 @@ from afsearch.cli import bounded_int
 from afsearch.compile.export import FORMATS, class_name_for, export_activation, parse_formats
 from afsearch.errors import ConfigError, shorten
 from afsearch.expr import canonical_form, fingerprint, parse, screen, to_latex, to_string
+from afsearch.expr.simplify import readable, simplify
 from afsearch.expr.tree import Expr
 from afsearch.reference import get_reference
 
@@ -38,6 +39,7 @@ def describe_formula(expr: Expr) -> dict[str, object]:
     canon = canonical_form(expr)
     return {
         "formula": to_string(expr),
+        "simplified": readable(simplify(expr)),
         "canonical": canon.text,
         "canonical_simplified": canon.simplified,
         "latex": to_latex(expr),
@@ -60,6 +62,7 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     screen_info = info["screen"]
     print(f"formula      {info['formula']}")
+    print(f"simplified   {info['simplified']}")
     print(f"canonical    {info['canonical']}" + ("" if info["canonical_simplified"] else "  (structural)"))
     print(f"latex        {info['latex']}")
     print(f"fingerprint  {info['fingerprint']}")

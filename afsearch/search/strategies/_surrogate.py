@@ -208,37 +208,50 @@ def state_scores(values: list[Any]) -> list[float]:
     return [-math.inf if v == "-inf" else float(v) for v in values]
 
 
+def far_from(vectors: np.ndarray, known: list[np.ndarray], radius: float) -> np.ndarray:
+    """For each row of `vectors`: True when it lies at least `radius` (and always more than 0)
+    from every vector in `known`."""
+    if not known or not len(vectors):
+        return np.ones(len(vectors), dtype=bool)
+    k = np.stack(known)
+    squared = (vectors**2).sum(1)[:, None] - 2 * vectors @ k.T + (k**2).sum(1)[None, :]
+    return np.sqrt(np.maximum(0.0, squared)).min(1) >= max(radius, 1e-9)
+
+
 class Prescreen:
     """The surrogate pre-screen of evolution's and gp's offspring: of `draws` children made by
     the strategy's own operators, the one the model (fitted to every result told so far)
-    predicts best is trained. Off with `draws` < 2, and until `initial` results are in."""
+    predicts best (upper confidence bound) is trained, among those whose shape lies at least
+    `novelty` from every trained shape. Off with `draws` < 2, and until `initial` results are in."""
 
     def __init__(self, space: SearchSpace, draws: int, model: str = "gp", kappa: float = 1.0,
-                 initial: int = 20, window: int = 400) -> None:
-        self.draws, self.kappa, self.initial = draws, kappa, initial
+                 initial: int = 20, window: int = 400, novelty: float = 0.02) -> None:
+        self.draws, self.kappa, self.initial, self.novelty = draws, kappa, initial, novelty
         self.shapes = ShapeCache(space)
         self.model_name, self.window = model, window
         self.history: list[dict[str, Any]] = []  # {"genotype", "score"} in the order told
         self._model: ShapeModel | None = None
-        self._known: set[str] = set()
 
     @property
     def active(self) -> bool:
-        return self.draws > 1 and sum(math.isfinite(h["score"]) for h in self.history) >= min(self.initial, 2) \
-            and len(self.history) >= self.initial
+        return self.draws > 1 and len(self.history) >= self.initial and \
+            sum(math.isfinite(h["score"]) for h in self.history) >= 2
 
     def add(self, genotype: Genotype, score: float) -> None:
         if self.draws < 2:
             return
         self.history.append({"genotype": genotype, "score": score})
         if self._model is not None:
-            self._observe(genotype, score)
+            self._model.add(self.shapes(genotype), score)
 
     def pick(self, genotypes: list[Genotype]) -> int:
-        """The index of the child to train: the best upper confidence bound among the children
-        that are valid and not yet trained (in shape); the first child when none is."""
+        """The index of the child to train (see the class docstring); the first child when
+        none is valid and new."""
         model = self._fitted()
-        options = [(i, f) for i, f in enumerate(map(self.shapes, genotypes)) if f is not None and f.key not in self._known]
+        options = [(i, f) for i, f in enumerate(map(self.shapes, genotypes)) if f is not None]
+        if options:
+            novel = far_from(np.stack([f.vector for _, f in options]), model.features, self.novelty)
+            options = [o for o, keep in zip(options, novel, strict=True) if keep]
         if not options:
             return 0
         prediction = model.predict([f for _, f in options])
@@ -246,17 +259,10 @@ class Prescreen:
 
     def _fitted(self) -> ShapeModel:
         if self._model is None:
-            self._model, self._known = ShapeModel(self.model_name, window=self.window), set()
+            self._model = ShapeModel(self.model_name, window=self.window)
             for h in self.history:
-                self._observe(h["genotype"], h["score"])
+                self._model.add(self.shapes(h["genotype"]), h["score"])
         return self._model
-
-    def _observe(self, genotype: Genotype, score: float) -> None:
-        features = self.shapes(genotype)
-        assert self._model is not None
-        self._model.add(features, score)
-        if features is not None:
-            self._known.add(features.key)
 
     def state(self) -> list[dict[str, Any]]:
         return [{"genotype": h["genotype"], "score": h["score"] if math.isfinite(h["score"]) else "-inf"}

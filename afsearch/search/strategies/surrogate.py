@@ -31,6 +31,7 @@ from afsearch.search.strategies._surrogate import (
     ShapeCache,
     ShapeModel,
     check_activation_space,
+    far_from,
 )
 from afsearch.search.strategies.base import (
     Outcome,
@@ -69,7 +70,6 @@ class SurrogateSearch(Strategy):
         self.in_flight: dict[int, Genotype] = {}  # asked, not told
         self.asked = 0  # proposals made (seeds included)
         self._model: ShapeModel | None = None  # rebuilt from `results`
-        self._known: list[np.ndarray] = []  # shapes of the results, in order
 
     # -- ask ------------------------------------------------------------------------------------
     def ask(self) -> Proposal | None:
@@ -124,7 +124,7 @@ class SurrogateSearch(Strategy):
                 break
         return chosen or ranked[:1]
 
-    def _draw(self, parents: list[dict[str, Any]], known: np.ndarray,
+    def _draw(self, parents: list[dict[str, Any]], known: list[np.ndarray],
               members: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]]
               ) -> list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]]:
         """Up to `pool` new members: samples, crossovers and mutations of `parents`, each valid,
@@ -148,29 +148,21 @@ class SurrogateSearch(Strategy):
                 continue
             seen.add(features.key)
             drawn.append((genotype, how, features))
-        if drawn and len(known):
-            vectors = np.stack([f.vector for _, _, f in drawn])
-            nearest = np.sqrt(np.maximum(0.0, (vectors**2).sum(1)[:, None] - 2 * vectors @ known.T
-                                         + (known**2).sum(1)[None, :])).min(1)
-            drawn = [m for m, d in zip(drawn, nearest, strict=True) if d >= max(self.novelty, 1e-9)]
-        return drawn
+        if not drawn:
+            return drawn
+        novel = far_from(np.stack([f.vector for _, _, f in drawn]), known, self.novelty)
+        return [m for m, keep in zip(drawn, novel, strict=True) if keep]
 
-    def _known_vectors(self) -> np.ndarray:
+    def _known_vectors(self) -> list[np.ndarray]:
         """Shapes of the results and of the proposals in flight."""
-        self._fitted()  # builds `_known` after a restore
         flying = [f.vector for f in (self.shapes(g) for g in self.in_flight.values()) if f is not None]
-        vectors = self._known + flying
-        return np.stack(vectors) if vectors else np.empty((0, 0))
+        return self._fitted().features + flying
 
     def _fitted(self) -> ShapeModel:
         if self._model is None:
             self._model = ShapeModel(self.model_name, window=self.window)
-            self._known = []
             for r in self.results:
-                features = self.shapes(r["genotype"])
-                self._model.add(features, r["score"])
-                if features is not None:
-                    self._known.append(features.vector)
+                self._model.add(self.shapes(r["genotype"]), r["score"])
         return self._model
 
     # -- tell -----------------------------------------------------------------------------------
@@ -182,8 +174,6 @@ class SurrogateSearch(Strategy):
         if self._model is not None:
             features = self.shapes(proposal.genotype)
             self._model.add(features, outcome.score)
-            if features is not None:
-                self._known.append(features.vector)
 
     # -- persistence ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
