@@ -100,7 +100,10 @@ class Candidate:
         return fingerprint(parse(self.spec))
 
     def describe(self, canonical_timeout_s: float = 0.2) -> tuple[str, str]:
-        """(readable formula, canonical form) for the store and the leaderboard."""
+        """(formula as proposed, its simplified form) for the store: the second is a formula
+        that computes the same function in as few operations as `afsearch.expr.simplify`
+        finds within `canonical_timeout_s`, which the leaderboard, `show`, `validate` and
+        `export` display."""
         if self.kind == LAYER:
             from afsearch.layers import LayerGraph
 
@@ -114,10 +117,11 @@ class Candidate:
             from afsearch.compile.token import TokenSpec
 
             return TokenSpec.from_json(self.spec).describe(canonical_timeout_s)
-        from afsearch.expr import canonical_form, parse, to_string
+        from afsearch.expr import parse, to_string
+        from afsearch.expr.simplify import simplify
 
         expr = parse(self.spec)
-        return to_string(expr), canonical_form(expr, canonical_timeout_s).text
+        return to_string(expr), to_string(simplify(expr, canonical_timeout_s))
 
     def activation_factory(self) -> Callable[[], nn.Module]:
         """A zero-argument factory returning a fresh activation module (own parameters)."""

@@ -55,13 +55,14 @@ settings on many seeds; its figures are not the benchmark's.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import random
 import statistics
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +259,94 @@ def run_surrogate(args: argparse.Namespace) -> None:
     print(f"{time.time() - started:.0f} s")
 
 
+def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`LABEL:KEY=VALUE` items (repeatable) as {label: {key: value}}; values are JSON where they
+    parse as JSON (numbers, true/false), else strings."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        label, _, pair = item.partition(":")
+        key, _, value = pair.partition("=")
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        options.setdefault(label, {})[key] = parsed
+    return options
+
+
+def run_suite(args: argparse.Namespace) -> None:
+    """Every (formula, master seed) pair of the suite searched by every strategy label, fast
+    mode, results cached in `--cache`; prints rediscovery rates at 100 / 300 / 1000
+    evaluations (or the budget), median evaluations-to-find and wall time per strategy."""
+    from rediscovery_suite import SUITE, ResultCache, fast_search, result_key
+
+    labels = [s.strip() for s in args.strategies.split(",")]
+    options = parse_options(args.option)
+    suite = [p for p in SUITE if not args.formulas or p.name in args.formulas.split(",")]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    cache = ResultCache(Path(args.cache) if args.cache else None)
+    # seed by seed, strategies interleaved: a benchmark stopped part-way has comparable figures
+    jobs = [(label, options.get(label, {}), planted, seed, args.budget, args.tolerance)
+            for seed in seeds for planted in suite for label in labels
+            if cache.get(result_key(label, options.get(label, {}), planted.name, seed, args.budget)) is None]
+    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else math.inf
+    print(f"suite: {len(suite)} formulas x seeds {seeds.start}..{seeds.stop - 1} x {len(labels)} strategies, "
+          f"budget {args.budget}, tolerance {args.tolerance}; {len(jobs)} searches to run", flush=True)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max(1, args.workers), mp_context=context) as pool:
+        pending = {}
+        queue = list(jobs)
+        while queue or pending:
+            while queue and len(pending) < max(1, args.workers) and time.time() < deadline:
+                job = queue.pop(0)
+                pending[pool.submit(fast_search, job)] = job
+            if not pending:
+                break
+            done = next(as_completed(pending))
+            del pending[done]
+            result = done.result()
+            cache.add(result)
+            if args.verbose:
+                print(f"  {result.label:<20} {result.planted:<14} seed {result.seed:<4} "
+                      f"{'found at ' + str(result.found_at) if result.found_at else 'missed':<14} "
+                      f"best {result.best:.5f} {result.wall_s:6.1f} s  {result.hit}", flush=True)
+    if queue:
+        print(f"stopped after --max-minutes {args.max_minutes}: {len(queue)} searches left; run again to go on")
+    report_suite(labels, options, suite, seeds, args.budget, cache)
+
+
+def report_suite(labels, options, suite, seeds, budget, cache) -> None:  # noqa: ANN001
+    from rediscovery_suite import result_key
+
+    checkpoints = [c for c in (100, 300, 1000) if c <= budget]
+    print(f"\n{'strategy':<22}" + "".join(f"{'found <= ' + str(c):>14}" for c in checkpoints) +
+          f"{'median evals':>14}{'wall s/search':>15}{'log10(1-best)':>15}  missing")
+    for label in labels:
+        rows = [cache.get(result_key(label, options.get(label, {}), p.name, s, budget)) for s in seeds for p in suite]
+        done = [r for r in rows if r is not None]
+        if not done:
+            print(f"{label:<22} (no results)")
+            continue
+        cells = "".join(f"{sum(r.found_at is not None and r.found_at <= c for r in done) / len(done):>14.0%}"
+                        for c in checkpoints)
+        finds = sorted(r.found_at if r.found_at is not None else math.inf for r in done)
+        median = statistics.median(finds)
+        median_text = f">{budget}" if median == math.inf else f"{median:.0f}"
+        wall = statistics.fmean(r.wall_s for r in done)
+        # how close the best candidate came, on the readout's R^2 (-6: the planted formula)
+        closeness = statistics.fmean(math.log10(max(1e-6, 1.0 - r.best)) if r.best > -math.inf else 0.0
+                                     for r in done)
+        print(f"{label:<22}{cells}{median_text:>14}{wall:>15.1f}{closeness:>15.2f}  {len(rows) - len(done)}")
+    print("\nper formula (found within the budget / searches):")
+    for planted in suite:
+        line = []
+        for label in labels:
+            rows = [cache.get(result_key(label, options.get(label, {}), planted.name, s, budget)) for s in seeds]
+            done = [r for r in rows if r is not None]
+            line.append(f"{label} {sum(r.found_at is not None for r in done)}/{len(done)}")
+        print(f"  {planted.name:<14} {planted.space:<6} {planted.formula:<26} " + ", ".join(line))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="gp")
@@ -281,7 +370,35 @@ def main() -> None:
     parser.add_argument("--surrogate", action="store_true",
                         help="score candidates with the closed-form readout instead of training (fast; for "
                              "tuning settings on many seeds)")
+    parser.add_argument("--suite", action="store_true",
+                        help="the planted-rediscovery suite (scripts/rediscovery_suite.py) in fast mode")
+    parser.add_argument("--formulas", default="", help="suite: only these formula names (comma-separated)")
+    parser.add_argument("--option", action="append", default=[],
+                        help="suite: LABEL:KEY=VALUE strategy option for one strategy label (repeatable)")
+    parser.add_argument("--cache", default="", help="suite: JSON file of finished searches (reused, appended)")
+    parser.add_argument("--max-minutes", type=float, default=0.0,
+                        help="suite: start no new search after this many minutes (0: no limit)")
+    parser.add_argument("--verbose", action="store_true", help="suite: one line per finished search")
+    parser.add_argument("--mnist1d", action="store_true",
+                        help="each strategy searches the swish space on mnist1d-mlp (real training, resumable "
+                             "runs under --runs-dir), then winners and seeded formulas are retrained on fresh seeds")
+    parser.add_argument("--runs-dir", default="runs/bench-mnist1d", help="mnist1d: where its runs live")
+    parser.add_argument("--validate-seeds", type=int, default=5, help="mnist1d: fresh seeds for the winners")
     args = parser.parse_args()
+    if args.suite:
+        run_suite(args)
+        return
+    if args.mnist1d:
+        from mnist1d_comparison import compare
+        from rediscovery_suite import strategy_and_options
+
+        options = parse_options(args.option)
+        labels = [(label, *strategy_and_options(label, options.get(label, {})))
+                  for label in (s.strip() for s in args.strategies.split(","))]
+        compare([(label, "" if label == "default" else name, opts) for label, name, opts in labels],
+                args.first_seed, args.budget, args.runs_dir, args.workers, args.max_minutes or 9.0,
+                args.validate_seeds)
+        return
     if args.surrogate:
         run_surrogate(args)
         return

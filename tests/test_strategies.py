@@ -37,13 +37,13 @@ def small_options(name: str) -> dict:
 
 # -- registry ----------------------------------------------------------------------------------
 def test_registry_names_and_errors():
-    assert set(STRATEGIES) == {"evolution", "gp", "nsga2", "tpe", "cmaes", "random", "exhaustive"}
+    assert set(STRATEGIES) == {"evolution", "gp", "nsga2", "surrogate", "tpe", "cmaes", "random", "exhaustive"}
     space = DigitSpace()
     with pytest.raises(ConfigError, match="allowed: evolution"):
         make_strategy("annealing", space, random.Random(0))
     with pytest.raises(ConfigError, match="unknown option.*popsize.*allowed.*population"):
         make_strategy("evolution", space, random.Random(0), popsize=3)
-    assert strategy_options("evolution") == {"population": 20, "tournament": 5, "crossover_prob": 0.0}
+    assert strategy_options("evolution") == {"population": 20, "tournament": 5, "crossover_prob": 0.0, "prescreen": 0}
     assert strategy_options("gp")["mu"] == 20 and strategy_options("nsga2")["population"] == 20
 
 

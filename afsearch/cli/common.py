@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from afsearch.errors import ConfigError, shorten
+from afsearch.report.readable import shown_formula
 from afsearch.store import (
     RunStore,
     damage_guard,
@@ -85,7 +86,7 @@ def bits_per_byte_task(task: str | None) -> bool:
 
 def validation_line(row: dict[str, Any], bits_per_byte: bool = False) -> str:
     if row.get("mean") is None:
-        return f"   failed      {row['formula']}  [{row.get('error', 'no result')}]"
+        return f"   failed      {shown_formula(row['formula'])}  [{row.get('error', 'no result')}]"
     if row.get("baseline"):
         mark = f"baseline {row.get('name', '')}".strip()
     else:
@@ -96,5 +97,5 @@ def validation_line(row: dict[str, Any], bits_per_byte: bool = False) -> str:
             mark += f", p={row['p_value']:.3g}" + (" Holm" if row.get("p_raw") is not None else "")
     std = "-" if row.get("std") is None else f"{row['std']:.4f}"
     bits = f" ({row['mean'] / math.log(2):.4f} bits/byte)" if bits_per_byte else ""
-    return f"{row['mean']:.4f} ± {std}{bits}  {row['formula']}  [{mark}]"
+    return f"{row['mean']:.4f} ± {std}{bits}  {shown_formula(row['formula'])}  [{mark}]"
 

@@ -14,6 +14,7 @@ from afsearch.cli import bounded_int
 from afsearch.compile.export import FORMATS, class_name_for, parse_formats
 from afsearch.errors import ConfigError, shorten
 from afsearch.expr import canonical_form, fingerprint, parse, to_latex, to_string
+from afsearch.expr.simplify import readable, simplify
 from afsearch.expr.tree import Expr
 from afsearch.reference import get_reference
 
@@ -53,6 +54,7 @@ def describe_formula(expr: Expr) -> dict[str, object]:
     canon = canonical_form(expr)
     return {
         "formula": to_string(expr),
+        "simplified": readable(simplify(expr)),
         "canonical": canon.text,
         "canonical_simplified": canon.simplified,
         "latex": to_latex(expr),
@@ -86,6 +88,7 @@ def _show(args: argparse.Namespace) -> int:
     print(f"formula      {info['formula']}")
     if "ffn" in info:
         print(f"ffn          {info['ffn']} (trains in a {info['ffn']} FFN on tasks with an ffn option)")
+    print(f"simplified   {info['simplified']}")
     print(f"canonical    {info['canonical']}" + ("" if info["canonical_simplified"] else "  (structural)"))
     print(f"latex        {info['latex']}")
     print(f"fingerprint  {info['fingerprint']}")

@@ -20,6 +20,7 @@ from afsearch.cli.common import (
 )
 from afsearch.errors import ConfigError, RunStoreError
 from afsearch.evaluate.metric import get_metric
+from afsearch.report.readable import shown
 from afsearch.store import (
     BASELINE_ORIGIN,
     best_entry,
@@ -58,7 +59,7 @@ def _status(args: argparse.Namespace) -> int:
     if info["failed_by_stage"]:
         print("failed     " + ", ".join(f"{k} {v}" for k, v in sorted(info["failed_by_stage"].items())))
     if best is not None:
-        print(f"best       #{best.candidate.id} {best.mean:.4f}  {best.candidate.formula}")
+        print(f"best       #{best.candidate.id} {best.mean:.4f}  {shown(best.candidate)}")
     return 0
 
 
@@ -91,7 +92,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         vtext = "" if not val else f"{val['mean']:.4f}±{val['std']:.4f}" + (" ✓" if val.get("beats_baseline") else "")
         std = "-" if row["std"] is None else f"{row['std']:.4f}"
         table.add_row(str(i), str(row["id"]), f"{row['mean']:.4f}", std, str(row["n"]),
-                      delta, vtext, row["origin"] or "", row["formula"] or "")
+                      delta, vtext, row["origin"] or "", row["simplified"])
     Console(width=max(120, Console().width)).print(table)
     return 0
 
@@ -121,8 +122,8 @@ def _best_text(best: Any) -> str:
     if best is None:
         return "-"
     if best.validated_mean is not None:
-        return f"{best.validated_mean:.4f} validated  {best.candidate.formula}"
-    return f"{best.mean:.4f} search     {best.candidate.formula}"
+        return f"{best.validated_mean:.4f} validated  {shown(best.candidate)}"
+    return f"{best.mean:.4f} search     {shown(best.candidate)}"
 
 
 @reads_run
@@ -148,8 +149,8 @@ def show_candidate(args: argparse.Namespace) -> int:
         print(json.dumps(info, default=str))
         return 0
     print(f"candidate  #{info['id']} ({info['origin']}, fingerprint {info['fingerprint']})")
-    print(f"formula    {info['formula']}")
-    print(f"canonical  {info['canonical']}")
+    print(f"formula    {info['simplified']}")
+    print(f"proposed   {info['formula']}")
     if info.get("latex"):
         print(f"latex      {info['latex']}")
     if info["parents"]:
@@ -208,6 +209,9 @@ def export_run(args: argparse.Namespace) -> int:
             records = [store.candidate(r["id"]) for r in rows]
     if not records:
         raise RunStoreError("the run has no finished candidates to export yet")
+    from afsearch.candidate import ACTIVATION, Candidate
+    from afsearch.expr import to_string
+    from afsearch.report.readable import exported_expr
     from afsearch.report.runs import record_candidate, run_ffn_form
 
     with open_ro(args) as store:
@@ -223,6 +227,8 @@ def export_run(args: argparse.Namespace) -> int:
         if args.name and len(records) > 1:
             name = f"{args.name}_{rank}"
         candidate = record_candidate(record)
+        if candidate.kind == ACTIVATION:  # the simplified formula, at full precision
+            candidate = Candidate.activation(to_string(exported_expr(record)))
         written = export_candidate(candidate, args.output, name, formats, ffn=ffn)
         for fmt, path in written.items():
             print(f"{fmt:<12} {path}")

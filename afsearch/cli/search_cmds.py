@@ -20,6 +20,7 @@ from afsearch.cli.common import (
 )
 from afsearch.defaults import OUTCOMES
 from afsearch.evaluate.metric import compared_with_best_baseline, get_metric
+from afsearch.report.readable import shown
 from afsearch.search.config import LIMITS, SearchConfig, parse_duration
 from afsearch.store import (
     RunStore,
@@ -117,7 +118,7 @@ def _print_summary(summary: Any, validation: Any) -> None:
         metric = get_metric(summary.metric)
         delta = "" if summary.best_baseline is None else \
             f" ({compared_with_best_baseline(metric.delta(summary.best.mean, summary.best_baseline))})"
-        print(f"best: {metric.name} {summary.best.mean:.4f}  {summary.best.candidate.formula}{delta}")
+        print(f"best: {metric.name} {summary.best.mean:.4f}  {shown(summary.best.candidate)}{delta}")
     if validation is not None:
         print(f"validation on {validation['seeds']} fresh seeds (test {validation.get('metric', 'accuracy')}; "
               f"{validation['test']}):")
@@ -215,7 +216,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="task config, e.g. planted='sin(x)'")
     search.add_argument("--extra-task", action="append", metavar="TASK", help="also score every candidate on TASK")
     search.add_argument("--objective", action="append", metavar="LIST", help="objectives for nsga2: accuracy,cost,params")
-    search.add_argument("--strategy", help="evolution, gp, nsga2, tpe, cmaes, random, exhaustive (default: by space)")
+    search.add_argument("--strategy", help="evolution, gp, nsga2, surrogate, tpe, cmaes, random, exhaustive (default: by space)")
     search.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
                         help="strategy setting, e.g. population=100. evolution: population, tournament, "
                              "crossover_prob; gp: mu, lambda_, cxpb, mutpb, tournament; nsga2: population, "

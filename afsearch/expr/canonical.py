@@ -108,20 +108,46 @@ def _printed(expr: Expr) -> CanonicalForm:
 
 def _simplify_with_alarm(structural: sp.Expr, fallback: str, timeout_s: float, alarm: _Alarm,
                          timed_out: CanonicalForm) -> CanonicalForm:
+    simplified, note = _limited_simplify(structural, timeout_s, alarm)
+    if simplified is None:
+        return timed_out if note == "timeout" else CanonicalForm(fallback, False, note)
+    return CanonicalForm(sp.sstr(simplified), True)
+
+
+def canonical_sympy(expr: Expr, timeout_s: float = DEFAULT_TIMEOUT_S) -> sp.Expr | None:
+    """``sympy.simplify`` of what `expr` computes (its guarded constants, as `canonical_form`),
+    or None where `canonical_form` would fall back: a timeout, an error, an undefined form, or
+    a call off the main thread."""
+    if timeout_s <= 0 or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        structural = to_sympy(guarded_constants(expr))
+    except (RecursionError, ValueError, TypeError):
+        return None
+    if _undefined(structural):
+        return None
+    try:
+        return _limited_simplify(structural, timeout_s, _Alarm())[0]
+    except _Timeout:
+        return None
+
+
+def _limited_simplify(structural: sp.Expr, timeout_s: float, alarm: _Alarm) -> tuple[sp.Expr | None, str]:
+    """(simplified form, "") or (None, why): "timeout", or a note on what failed."""
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout_s, _Alarm.REPEAT_S)
     try:
         simplified = sp.simplify(structural)
         alarm.armed = False
         if _undefined(simplified):  # e.g. a limit sympy takes differently from the guards
-            return CanonicalForm(fallback, False, "simplify gave an undefined form; structural form")
-        return CanonicalForm(sp.sstr(simplified), True)
+            return None, "simplify gave an undefined form; structural form"
+        return simplified, ""
     except _Timeout:
         alarm.armed = False
-        return timed_out
+        return None, "timeout"
     except Exception as exc:  # sympy raises RecursionError, ValueError, TypeError, ... on some trees
         alarm.armed = False
-        return CanonicalForm(fallback, False, f"simplify failed: {type(exc).__name__}")
+        return None, f"simplify failed: {type(exc).__name__}"
     finally:
         alarm.armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)

@@ -10,6 +10,7 @@ from typing import Any
 from afsearch.candidate import Candidate
 from afsearch.defaults import DEFAULT_TASK
 from afsearch.evaluate.metric import Metric, get_metric
+from afsearch.report.readable import shown, shown_formula
 from afsearch.search.config import steps_for, task_metric
 from afsearch.store import (
     BASELINE_ORIGIN,
@@ -41,7 +42,8 @@ def validation_json(record: ValidationRecord) -> dict[str, Any]:
     r = record.result
     return {
         "round": record.round, "task": record.task, "steps": record.steps, "seeds": len(record.seeds),
-        "id": r.candidate_id, "formula": r.formula, "baseline": r.baseline is not None, "name": r.baseline,
+        "id": r.candidate_id, "formula": r.formula, "simplified": shown_formula(r.formula),
+        "baseline": r.baseline is not None, "name": r.baseline,
         "per_seed": list(r.per_seed), "mean": r.mean, "std": r.std, "p_value": r.p_value,
         "beats_baseline": r.beats_baseline, "error": r.error,
     }
@@ -87,6 +89,7 @@ def leaderboard_rows(store: RunStore, top: int = 10, pareto: bool = False) -> li
         rows.append({
             "id": entry.candidate.id,
             "formula": entry.candidate.formula,
+            "simplified": shown(entry.candidate),
             "origin": entry.candidate.origin,
             "fingerprint": entry.candidate.fingerprint,
             "metric": metric.name,
@@ -141,13 +144,14 @@ def candidate_details(store: RunStore, candidate_id: int) -> dict[str, Any]:
         ) from None
     info: dict[str, Any] = {
         "id": record.id, "origin": record.origin, "kind": record.kind, "fingerprint": record.fingerprint,
-        "formula": record.formula, "canonical": record.canonical, "genotype": record.genotype,
+        "formula": record.formula, "simplified": shown(record), "canonical": record.canonical,
+        "genotype": record.genotype,
         "parents": list(record.parents), "latex": None, "evaluations": [],
     }
     if record.kind == "activation" and record.formula:
         from afsearch.expr import parse, to_latex
 
-        info["latex"] = to_latex(parse(record.formula))
+        info["latex"] = to_latex(parse(info["simplified"]))
     for ev in store.evaluations_for(candidate_id):
         metrics = ev.metrics or {}
         info["evaluations"].append({

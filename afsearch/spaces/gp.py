@@ -25,6 +25,7 @@ process (processes are fine).
 
 from __future__ import annotations
 
+import math
 import operator
 import random
 from collections.abc import Callable
@@ -69,6 +70,11 @@ def _uniform_constant(low: float, high: float, digits: int) -> float:
     return round(random.uniform(low, high), digits)
 
 
+def _significant(value: float, digits: int) -> float:
+    """`value` rounded to `digits` significant digits."""
+    return float(f"{value:.{max(1, digits)}g}")
+
+
 
 
 @dataclass
@@ -83,6 +89,13 @@ class GPSpace(SearchSpace):
     init_height: tuple[int, int] = (1, 3)
     mutations: tuple[str, ...] = MUTATIONS
     perturb_sigma: float = 0.1
+    #: "additive": Gaussian noise of sigma `perturb_sigma` * (high - low), rounded to `const_digits`
+    #: decimals and clipped to the range; "multiplicative": the constant times exp(N(0,
+    #: `perturb_sigma`)) (an additive step where |c| < 0.01), rounded to `const_digits`
+    #: significant digits, within +-1000
+    perturb: str = "additive"
+    #: replace constant sub-expressions of a child (``exp(sigmoid(0.241))``) by their value
+    fold_constants: bool = False
     pset: gp.PrimitiveSet = field(init=False, repr=False)
     _mutators: dict[str, Callable[..., list[Any]]] = field(init=False, repr=False)
     _crossover: Callable[..., list[Any]] = field(init=False, repr=False)
@@ -127,8 +140,15 @@ class GPSpace(SearchSpace):
         if consts and self.const_range is not None:
             i = random.choice(consts)
             low, high = self.const_range
-            value = individual[i].value + random.gauss(0.0, self.perturb_sigma * (high - low))
-            individual[i] = self._constant(min(max(round(value, self.const_digits), low), high))
+            value = individual[i].value
+            if self.perturb == "multiplicative" and abs(value) >= 0.01:
+                # a folded constant may lie outside the range: steps keep it within 1000
+                value = _significant(value * math.exp(random.gauss(0.0, self.perturb_sigma)), self.const_digits)
+                value = min(max(value, -1e3), 1e3)
+            else:
+                value = min(max(round(value + random.gauss(0.0, self.perturb_sigma * (high - low)),
+                                      self.const_digits), low), high)
+            individual[i] = self._constant(value)
         return (individual,)
 
     def _constant(self, value: float) -> Any:
@@ -292,7 +312,29 @@ class GPSpace(SearchSpace):
     def _checked(self, child: Any, parent: Genotype) -> Genotype:
         if child.height > self.max_height or len(child) > self.max_size:  # staticLimit prevents it
             return list(parent)
-        return self.from_tree(child)
+        genotype = self.from_tree(child)
+        return self._folded(genotype) if self.fold_constants else genotype
+
+    def _folded(self, genotype: Genotype) -> Genotype:
+        """`genotype` with every constant sub-expression replaced by its value (rounded to 6
+        significant digits); as it is where a value is not finite or has no constant in this
+        space."""
+        from afsearch.expr.simplify import fold
+
+        if self.const_range is None or not any(isinstance(t, float) for t in genotype):
+            return genotype
+        folded = fold(self.to_expr(genotype))
+        tokens: list[Any] = []
+        for node in folded.walk():
+            if node.op == X:
+                tokens.append("x")
+            elif node.op == CONST:
+                tokens.append(_significant(float(node.value), 6))  # type: ignore[arg-type]
+            elif node.op == PARAM:
+                tokens.append(node.name)
+            else:
+                tokens.append(node.op)
+        return tokens
 
     def size(self) -> int | None:
         return None
@@ -331,7 +373,7 @@ def load_gp_space(path: str | Path) -> GPSpace:
     check_keys(doc, "primitives", ["ops"], path)
     check_keys(doc, "terminals", ["trainable", "constants"], path)
     check_keys(doc, "terminals.constants", ["low", "high", "digits"], path)
-    check_keys(doc, "variation", ["mutations", "perturb_sigma"], path)
+    check_keys(doc, "variation", ["mutations", "perturb_sigma", "perturb", "fold_constants"], path)
     name = require(doc, "name", str, path)
     require(doc, "kind", str, path, allowed=["gp"])
     optional(doc, "description", str, path, default="")
@@ -399,6 +441,9 @@ def load_gp_space(path: str | Path) -> GPSpace:
     if not mutations:
         raise space_error(path, "variation.mutations", "no mutations given", MUTATIONS)
     sigma = optional(doc, "variation.perturb_sigma", float, path, default=0.1, minimum=0.0)
+    perturb = optional(doc, "variation.perturb", str, path, default="additive",
+                       allowed=["additive", "multiplicative"])
+    fold_constants = optional(doc, "variation.fold_constants", bool, path, default=False)
     return GPSpace(
         name=name,
         ops=tuple(dict.fromkeys(ops)),
@@ -410,6 +455,8 @@ def load_gp_space(path: str | Path) -> GPSpace:
         init_height=(init_min, init_max),
         mutations=tuple(dict.fromkeys(mutations)),
         perturb_sigma=sigma,
+        perturb=perturb,
+        fold_constants=fold_constants,
     )
 
 

@@ -46,7 +46,7 @@ class CandidateRecord:
     fingerprint: str  # identity: two candidates with one fingerprint are one candidate
     kind: str  # "activation" or "layer" (see afsearch.candidate)
     formula: str | None  # as proposed
-    canonical: str | None  # canonical form, used for equivalence
+    canonical: str | None  # simplified formula, for display (sympy's text in runs before it)
     genotype: Any  # decoded JSON; never a pickle
     origin: str | None  # which strategy or operator produced it, e.g. "mutation"
     parents: tuple[str, ...]  # fingerprints of the parents

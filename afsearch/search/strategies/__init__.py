@@ -6,7 +6,7 @@
     snapshot = strategy.state()                 # JSON; restore() continues exactly
 
 Names: evolution (regularized/aging, the default for tree spaces), gp (mu + lambda), nsga2
-(multi-objective), tpe and cmaes (Optuna; the default for parametric spaces), random and
+(multi-objective), surrogate (model-based: a GP over formula shapes), tpe and cmaes (Optuna; the default for parametric spaces), random and
 exhaustive (baselines). See each module for the algorithm and its options."""
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from afsearch.search.strategies.base import (
 from afsearch.search.strategies.baselines import Exhaustive, RandomSearch
 from afsearch.search.strategies.evolution import RegularizedEvolution
 from afsearch.search.strategies.generational import NSGA2, MuPlusLambda
+from afsearch.search.strategies.surrogate import SurrogateSearch
 from afsearch.search.strategies.tuning import CmaEsStrategy, OptunaStrategy
 from afsearch.spaces.base import Genotype, SearchSpace
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
-    for cls in (RegularizedEvolution, MuPlusLambda, NSGA2, OptunaStrategy, CmaEsStrategy,
+    for cls in (RegularizedEvolution, MuPlusLambda, NSGA2, SurrogateSearch, OptunaStrategy, CmaEsStrategy,
                 RandomSearch, Exhaustive)
 }
 
@@ -70,6 +71,7 @@ __all__ = [
     "Proposal",
     "RandomSearch",
     "RegularizedEvolution",
+    "SurrogateSearch",
     "Strategy",
     "deap_random",
     "default_strategy_for",

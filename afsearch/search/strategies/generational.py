@@ -8,7 +8,9 @@ Then parents and offspring are merged, syntactic duplicates dropped, and the sur
 - `MuPlusLambda` ("gp"): the best `mu` (DEAP `selBest`, elitist); each of the `lambda_`
   offspring is, with probability `cxpb`, the first child of crossing two tournament winners,
   with probability `mutpb` a mutation of one, otherwise a copy (DEAP's `varOr` scheme, with
-  `selTournament(tournsize=tournament)` choosing the parents).
+  `selTournament(tournsize=tournament)` choosing the parents). With `prescreen` = N > 1, each
+  offspring is the one of N so made that a surrogate model of all results so far predicts
+  best (`_surrogate.Prescreen`; needs a space of formulas).
 - `NSGA2` ("nsga2"): `selNSGA2` on `Outcome.objectives` (all maximised); parents by binary
   tournament on (front, crowding distance); each child is the first child of a crossover (with
   probability `cxpb`) or a copy of the first parent, then mutated with probability `mutpb`.
@@ -27,6 +29,7 @@ from deap import tools
 
 from afsearch.errors import ConfigError
 from afsearch.search.strategies._deap import by_objectives, by_score, distinct
+from afsearch.search.strategies._surrogate import Prescreen, check_activation_space
 from afsearch.search.strategies.base import (
     Outcome,
     Proposal,
@@ -120,7 +123,7 @@ def _probabilities(name: str, space: SearchSpace, cxpb: float | None, mutpb: flo
 
 class MuPlusLambda(Generational):
     name = "gp"
-    defaults = {"mu": 20, "lambda_": 20, "cxpb": None, "mutpb": None, "tournament": 3}
+    defaults = {"mu": 20, "lambda_": 20, "cxpb": None, "mutpb": None, "tournament": 3, "prescreen": 0}
 
     def __init__(self, space: SearchSpace, rng: random.Random, seeds: list[Genotype] | None = None,
                  **options: Any) -> None:
@@ -129,8 +132,12 @@ class MuPlusLambda(Generational):
         self._mu, self.lambda_, self.tournament = int(opts["mu"]), int(opts["lambda_"]), int(opts["tournament"])
         # default: half crossover, half mutation where the space crosses; all mutation otherwise
         self.cxpb, self.mutpb = _probabilities(self.name, space, opts["cxpb"], opts["mutpb"], 0.5, None)
-        if self.cxpb + self.mutpb > 1.0 or min(self._mu, self.lambda_, self.tournament) < 1:
-            raise ConfigError(f"strategy 'gp': need mu, lambda_, tournament >= 1 and cxpb + mutpb <= 1; got {opts}")
+        if self.cxpb + self.mutpb > 1.0 or min(self._mu, self.lambda_, self.tournament) < 1 or int(opts["prescreen"]) < 0:
+            raise ConfigError(f"strategy 'gp': need mu, lambda_, tournament >= 1, prescreen >= 0 and cxpb + mutpb <= 1; "
+                              f"got {opts}")
+        self.prescreen = Prescreen(space, int(opts["prescreen"]), initial=self._mu)
+        if self.prescreen.draws > 1:
+            check_activation_space(space, self.name, space.sample(random.Random(0)))
 
     @property
     def mu(self) -> int:
@@ -144,19 +151,37 @@ class MuPlusLambda(Generational):
         plans = []
         with deap_random(self.rng):
             for _ in range(self.lambda_):
-                r = random.random()
-                if r < self.cxpb:
-                    a, b = (ind.entry for ind in tools.selTournament(inds, 2, self.tournament))
-                    child = self.space.crossover(a["genotype"], b["genotype"], self.rng)[0]
-                    plans.append({"genotype": child, "origin": "crossover", "parents": [a["key"], b["key"]]})
+                if not self.prescreen.active:
+                    plans.append(self._plan(inds))
                     continue
-                (a,) = (ind.entry for ind in tools.selTournament(inds, 1, self.tournament))
-                if r < self.cxpb + self.mutpb:
-                    plans.append({"genotype": self.space.mutate(a["genotype"], self.rng),
-                                  "origin": "mutation", "parents": [a["key"]]})
-                else:
-                    plans.append({"genotype": a["genotype"], "origin": "copy", "parents": [a["key"]]})
+                drawn = [self._plan(inds) for _ in range(self.prescreen.draws)]
+                plan = drawn[self.prescreen.pick([p["genotype"] for p in drawn])]
+                plans.append({**plan, "origin": plan["origin"] + "+prescreen"})
         return plans
+
+    def _plan(self, inds: list[Any]) -> dict[str, Any]:
+        """One offspring (DEAP's varOr): a crossover, a mutation or a copy of tournament winners."""
+        r = random.random()
+        if r < self.cxpb:
+            a, b = (ind.entry for ind in tools.selTournament(inds, 2, self.tournament))
+            child = self.space.crossover(a["genotype"], b["genotype"], self.rng)[0]
+            return {"genotype": child, "origin": "crossover", "parents": [a["key"], b["key"]]}
+        (a,) = (ind.entry for ind in tools.selTournament(inds, 1, self.tournament))
+        if r < self.cxpb + self.mutpb:
+            return {"genotype": self.space.mutate(a["genotype"], self.rng), "origin": "mutation", "parents": [a["key"]]}
+        return {"genotype": a["genotype"], "origin": "copy", "parents": [a["key"]]}
+
+    def tell(self, proposal: Proposal, outcome: Outcome) -> None:
+        if proposal.key in self.pending:
+            self.prescreen.add(proposal.genotype, outcome.score)
+        super().tell(proposal, outcome)
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "prescreened": self.prescreen.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        self.prescreen.restore(state.get("prescreened", []))
 
 
 def dominates(a: list[float], b: list[float]) -> bool:

@@ -1,0 +1,188 @@
+"""Surrogate-guided search: train the candidate a model of the results so far likes best.
+
+After the seeds and `initial` random samples, every ask draws a pool of `pool` cheap
+candidates: random samples (share `sample_share`), crossovers of two of the `parents` best
+results so far (share `crossover_share`, where the space crosses) and mutations of one of them
+(the rest). Each pool member is described by its shape on the fingerprint probes
+(`afsearch.search.features`); members the screen would reject, and members whose shape (up to
+the output's scale, shift and sign, which the next linear layer absorbs) was already trained
+or is in flight, are dropped. A regressor (`model`: gp, knn or forest; `_surrogate.py`) fitted
+to the ranks of all results so far predicts each member's rank with an uncertainty, and the
+member with the best upper confidence bound (mean + `kappa` * std) is proposed; with
+probability `explore`, the most uncertain member is proposed instead. With `kappa` = 0 and
+`explore` = 0 the search is greedy.
+
+State is JSON: the results told (genotype and score), the proposals in flight and the random
+stream; the model is refitted from the results, so a restored strategy proposes exactly what
+the uninterrupted one would."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+
+from afsearch.errors import ConfigError
+from afsearch.jsonsafe import float_from_json, json_safe
+from afsearch.search.features import ShapeFeatures
+from afsearch.search.strategies._surrogate import (
+    MODELS,
+    ShapeCache,
+    ShapeModel,
+    check_activation_space,
+    far_from,
+)
+from afsearch.search.strategies.base import (
+    Outcome,
+    Proposal,
+    Strategy,
+)
+from afsearch.spaces.base import Genotype, SearchSpace
+
+
+class SurrogateSearch(Strategy):
+    name = "surrogate"
+    defaults: dict[str, Any] = {"initial": 20, "pool": 300, "rounds": 1, "parents": 10, "sample_share": 0.2,
+                                "crossover_share": 0.2, "model": "gp", "kappa": 1.0, "explore": 0.1,
+                                "novelty": 0.02, "window": 400}
+
+    def __init__(self, space: SearchSpace, rng: random.Random, seeds: list[Genotype] | None = None,
+                 **options: Any) -> None:
+        super().__init__(space, rng, seeds, **options)
+        opts = self.resolve_options(self.defaults)
+        self.initial, self.pool_size, self.parents = int(opts["initial"]), int(opts["pool"]), int(opts["parents"])
+        self.sample_share, self.kappa = float(opts["sample_share"]), float(opts["kappa"])
+        self.crossover_share = float(opts["crossover_share"]) if space.has_crossover else 0.0
+        self.explore, self.model_name, self.window = float(opts["explore"]), str(opts["model"]), int(opts["window"])
+        self.rounds, self.novelty = int(opts["rounds"]), float(opts["novelty"])
+        if min(self.initial, self.pool_size, self.parents, self.rounds) < 1 or min(self.window, self.kappa, self.novelty) < 0 or \
+                not (0 <= self.sample_share <= 1 and 0 <= self.crossover_share <= 1 and 0 <= self.explore <= 1):
+            raise ConfigError(f"strategy 'surrogate': initial, pool and parents must be >= 1, window and kappa "
+                              f">= 0, sample_share, crossover_share and explore in [0, 1]; got {opts}")
+        if self.model_name not in MODELS:
+            raise ConfigError(f"strategy 'surrogate': unknown model {self.model_name!r}; allowed: {', '.join(MODELS)}")
+        check_activation_space(space, self.name, space.sample(random.Random(0)))
+        self.shapes = ShapeCache(space)
+        self.results: list[dict[str, Any]] = []  # told: {"genotype", "key", "score"} in order
+        self.in_flight: dict[int, Genotype] = {}  # asked, not told
+        self.asked = 0  # proposals made (seeds included)
+        self._model: ShapeModel | None = None  # rebuilt from `results`
+
+    # -- ask ------------------------------------------------------------------------------------
+    def ask(self) -> Proposal | None:
+        proposal = self.seed_proposal()
+        if proposal is None and self.asked >= self.initial and any(math.isfinite(r["score"]) for r in self.results):
+            proposal = self._from_pool()
+        if proposal is None:
+            proposal = Proposal(self.space.sample(self.rng), self.new_key(), "sample")
+        self.asked += 1
+        self.in_flight[proposal.key] = proposal.genotype
+        return proposal
+
+    def _from_pool(self) -> Proposal | None:
+        model, known, parents = self._fitted(), self._known_vectors(), self._parents()
+        members: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]] = []
+        means, stds = np.empty(0), np.empty(0)
+        for _ in range(self.rounds):
+            drawn = self._draw(parents, known, members)
+            if not drawn:
+                break
+            prediction = model.predict([features for _, _, features in drawn])
+            members += drawn
+            means, stds = np.concatenate([means, prediction.mean]), np.concatenate([stds, prediction.std])
+            # a further round varies the pool's most promising members (their trained ancestor
+            # stays the recorded parent)
+            best = np.argsort(-(means + self.kappa * stds), kind="stable")[: self.parents]
+            parents = [{"genotype": members[i][0], "key": (members[i][1][1] or [-1])[0]} for i in best]
+        if not members:
+            return None
+        if self.rng.random() < self.explore:
+            choice, origin = int(np.argmax(stds)), "surrogate-explore"
+        else:
+            choice, origin = int(np.argmax(means + self.kappa * stds)), "surrogate"
+        genotype, how, _ = members[choice]
+        return Proposal(genotype, self.new_key(), f"{origin}:{how[0]}", list(how[1]),
+                        {"predicted": float(means[choice]), "uncertainty": float(stds[choice])})
+
+    def _parents(self) -> list[dict[str, Any]]:
+        """The best results, skipping any whose shape lies within `novelty` of a better one."""
+        ranked = sorted((r for r in self.results if math.isfinite(r["score"])), key=lambda r: (-r["score"], r["key"]))
+        chosen: list[dict[str, Any]] = []
+        vectors: list[np.ndarray] = []
+        for r in ranked:
+            features = self.shapes(r["genotype"])
+            if features is None:
+                continue
+            if vectors and float(np.min(np.linalg.norm(np.stack(vectors) - features.vector, axis=1))) < self.novelty:
+                continue
+            chosen.append(r)
+            vectors.append(features.vector)
+            if len(chosen) == self.parents:
+                break
+        return chosen or ranked[:1]
+
+    def _draw(self, parents: list[dict[str, Any]], known: list[np.ndarray],
+              members: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]]
+              ) -> list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]]:
+        """Up to `pool` new members: samples, crossovers and mutations of `parents`, each valid,
+        new in shape (at least `novelty` from every trained or in-flight shape) and not
+        already in the pool."""
+        drawn: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]] = []
+        seen = {f.key for _, _, f in members}
+        for _ in range(self.pool_size):
+            r = self.rng.random()
+            if r < self.sample_share:
+                genotype, how = self.space.sample(self.rng), ("sample", [])
+            elif r < self.sample_share + self.crossover_share and len(parents) > 1:
+                a, b = self.rng.sample(parents, 2)
+                genotype = self.space.crossover(a["genotype"], b["genotype"], self.rng)[0]
+                how = ("crossover", [a["key"], b["key"]])
+            else:
+                a = self.rng.choice(parents)
+                genotype, how = self.space.mutate(a["genotype"], self.rng), ("mutation", [a["key"]])
+            features = self.shapes(genotype)
+            if features is None or features.key in seen:
+                continue
+            seen.add(features.key)
+            drawn.append((genotype, how, features))
+        if not drawn:
+            return drawn
+        novel = far_from(np.stack([f.vector for _, _, f in drawn]), known, self.novelty)
+        return [m for m, keep in zip(drawn, novel, strict=True) if keep]
+
+    def _known_vectors(self) -> list[np.ndarray]:
+        """Shapes of the results and of the proposals in flight."""
+        flying = [f.vector for f in (self.shapes(g) for g in self.in_flight.values()) if f is not None]
+        return self._fitted().features + flying
+
+    def _fitted(self) -> ShapeModel:
+        if self._model is None:
+            self._model = ShapeModel(self.model_name, window=self.window)
+            for r in self.results:
+                self._model.add(self.shapes(r["genotype"]), r["score"])
+        return self._model
+
+    # -- tell -----------------------------------------------------------------------------------
+    def tell(self, proposal: Proposal, outcome: Outcome) -> None:
+        if self.in_flight.pop(proposal.key, None) is None:
+            return  # a repeated or foreign tell changes nothing
+        self.record(proposal, outcome)
+        self.results.append({"genotype": proposal.genotype, "key": proposal.key, "score": outcome.score})
+        if self._model is not None:
+            features = self.shapes(proposal.genotype)
+            self._model.add(features, outcome.score)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "asked": self.asked,
+                "results": [{**r, "score": json_safe(r["score"])} for r in self.results],
+                "in_flight": [[k, g] for k, g in self.in_flight.items()]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        self.asked = int(state["asked"])
+        self.results = [{**r, "score": float_from_json(r["score"])} for r in state["results"]]
+        self.in_flight = {int(k): g for k, g in state["in_flight"]}
+        self._model = None
