@@ -51,3 +51,18 @@ def test_canonical_form_simplifies_and_falls_back_under_time_limit():
     assert result.text  # either simplified in time or the structural fallback
     if not result.simplified:
         assert "exceeded" in result.note or "failed" in result.note
+
+
+def test_simplify_timer_interrupts_only_sympy_and_is_cleared() -> None:
+    """The SIGALRM that bounds sympy never lands in the caller's code (an import, a warning,
+    a __del__ would swallow or misreport it), and no timer is left running afterwards."""
+    import signal
+    import sys
+
+    from afsearch.expr.canonical import _Alarm
+
+    _Alarm()(signal.SIGALRM, sys._getframe())  # armed, but this frame is not sympy's: no raise
+    hard = parse("exp(sin(x) * cosh(x)) / (1 + tanh(x * sinh(x))) + log(cosh(asinh(x) * exp(x)))")
+    for _ in range(3):
+        canonical_form(hard, timeout_s=0.01)
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
