@@ -129,7 +129,7 @@ def check_tasks(config: SearchConfig, space: SearchSpace) -> None:
 
 
 #: candidates per packed job when every task of a search is an MLP (`--pack` overrides)
-DEFAULT_PACK = 8
+DEFAULT_PACK = 16
 
 
 def resolve_pack(config: SearchConfig) -> None:
