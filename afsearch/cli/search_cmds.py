@@ -215,10 +215,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "own: path/to/file.py:NAME or package.module:NAME (options: --task-option)")
     search.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="task config, e.g. planted='sin(x)'")
     search.add_argument("--extra-task", action="append", metavar="TASK", help="also score every candidate on TASK")
-    search.add_argument("--objective", action="append", metavar="LIST", help="objectives for nsga2: accuracy,cost,params")
+    search.add_argument("--objective", action="append", metavar="LIST", help="objectives for nsga2 (the default strategy when there are several): accuracy,cost,params")
     search.add_argument("--strategy", help="evolution, gp, nsga2, surrogate, tpe, cmaes, random, exhaustive "
-                        "(default: by space: surrogate for formula trees (gp, swish), evolution for layer and "
-                        "mixture spaces (evonorm, la, moa), tpe for parametric ones)")
+                        "(default: nsga2 when --objective names several; else by space: surrogate for formula "
+                        "trees (gp, swish), evolution for layer and mixture spaces (evonorm, la, moa), tpe for "
+                        "parametric ones)")
     search.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
                         help="strategy setting, e.g. population=100. evolution: population, tournament, "
                              "crossover_prob, prescreen; gp: mu, lambda_, cxpb, mutpb, tournament, prescreen; "
