@@ -41,11 +41,11 @@ CASES: list[tuple[list[str], str]] = [
     # refusals that used to come after the run directory was made
     (["search", "--backend", "ray", "--cpus-per-trial", "1000", "--quiet"], "this machine has"),
     (["search", "--ray-address", "127.0.0.1:1", "--quiet"], "cannot join the Ray cluster"),
-    (["search", *Q, "--strategy-option", "population=-5"], "population and tournament must be >= 1"),
-    (["search", *Q, "--strategy-option", "population=abc"], "bad option value"),
-    (["search", *Q, "--strategy-option", "tournament=0"], "population and tournament must be >= 1"),
-    (["search", *Q, "--strategy-option", "crossover_prob=2"], "crossover_prob in [0, 1]"),
-    (["search", *Q, "--strategy-option", "crossover_prob=nan"], "crossover_prob: must be a finite"),
+    (["search", *Q, "--strategy", "evolution", "--strategy-option", "population=-5"], "population and tournament must be >= 1"),
+    (["search", *Q, "--strategy", "evolution", "--strategy-option", "population=abc"], "bad option value"),
+    (["search", *Q, "--strategy", "evolution", "--strategy-option", "tournament=0"], "population and tournament must be >= 1"),
+    (["search", *Q, "--strategy", "evolution", "--strategy-option", "crossover_prob=2"], "crossover_prob in [0, 1]"),
+    (["search", *Q, "--strategy", "evolution", "--strategy-option", "crossover_prob=nan"], "crossover_prob: must be a finite"),
     # refusals that never happened (every evaluation failed, exit 0)
     (["search", *Q, "--task", "teacher-student", "--task-option", "planted=sin("], "planted formula 'sin('"),
     (["search", *Q, "--task", "cifar10-resnet", "--data-dir", "/nonexistent"], "does not exist"),

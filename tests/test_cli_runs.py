@@ -19,7 +19,7 @@ from tests.test_export import LOADER  # noqa: F401  (same clean-interpreter tech
 
 SEARCH = ["search", "--space", "swish", "--steps", "80", "--budget", "6", "--seed", "0",
           "--baselines", "relu,tanh", "--validate-top", "1", "--backend", "local",
-          "--strategy-option", "population=4", "--strategy-option", "tournament=2",
+          "--strategy", "evolution", "--strategy-option", "population=4", "--strategy-option", "tournament=2",
           "--pack", "2"]  # results arrive two at a time: the interrupt lands inside the search
 
 

@@ -115,7 +115,7 @@ def test_shipped_space_with_one_value_changed(tmp_path: Path, name: str, seed: i
 
 CONFIG_KEYS = sorted(f for f in SearchConfig.__dataclass_fields__) + ["time", "search"]
 BASE_CONFIG = {"space": "swish", "task": "mnist1d-mlp", "budget": 3, "backend": "local",
-               "strategy_options": {"population": 4}, "task_config": {"hidden": [8]}}
+               "strategy": "evolution", "strategy_options": {"population": 4}, "task_config": {"hidden": [8]}}
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

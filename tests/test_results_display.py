@@ -28,7 +28,7 @@ from afsearch.store import (
 
 SEARCH = ["search", "--space", "swish", "--steps", "80", "--budget", "6", "--seed", "0",
           "--baselines", "relu,tanh", "--validate-top", "1", "--backend", "local",
-          "--strategy-option", "population=4", "--strategy-option", "tournament=2"]
+          "--strategy", "evolution", "--strategy-option", "population=4", "--strategy-option", "tournament=2"]
 
 
 def cli(*args: str, runs: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -213,7 +213,8 @@ def test_funnel_counts_search_evaluations_and_baselines_apart(searched):
 def test_show_lists_parents_by_candidate_id(tmp_path):
     runs = tmp_path / "runs"
     out = cli("search", "--space", "gp", "--steps", "40", "--budget", "8", "--baselines", "relu",
-              "--validate-top", "0", "--backend", "local", "--strategy-option", "population=3",
+              "--validate-top", "0", "--backend", "local", "--strategy", "evolution",
+              "--strategy-option", "population=3",
               "--strategy-option", "tournament=2", "--quiet", "--name", "g", runs=runs)
     assert out.returncode == 0, out.stderr
     with RunStore.open(runs / "g", "ro") as store:

@@ -25,3 +25,11 @@ def test_two_runs_give_identical_leaderboards(tmp_path) -> None:
     assert len(first) >= 8
     assert all(cost is not None and cost > 0 for _, _, cost in first)
     assert first == second
+
+
+def test_a_search_with_several_objectives_and_no_strategy_runs_nsga2(tmp_path) -> None:
+    config = SearchConfig(space="gp", task="breast-cancer-mlp", objectives=["accuracy", "cost"], budget=2,
+                          backend="local", baselines=[], validate_top=0, name="n")
+    with Search.create(config, tmp_path) as search:
+        assert search.config.strategy == "nsga2"
+        assert type(search.strategy).__name__ == "NSGA2"

@@ -53,11 +53,16 @@ def test_exhaustive_needs_a_finite_space():
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("swish", "evolution"), ("gp", "evolution"), ("evonorm", "evolution"),
-    ("swish_beta", "tpe"), ("aglu", "tpe"), ("eafo", "tpe"),
+    ("swish", "surrogate"), ("gp", "surrogate"), ("evonorm", "evolution"), ("la", "evolution"),
+    ("moa", "evolution"), ("swish1", "tpe"), ("swish_beta", "tpe"), ("aglu", "tpe"), ("eafo", "tpe"),
 ])
 def test_default_strategy_for_shipped_spaces(name, expected):
     assert default_strategy_for(load_space(name)) == expected
+
+
+@pytest.mark.parametrize("name", ["swish", "gp", "evonorm", "aglu"])
+def test_several_objectives_default_to_nsga2(name):
+    assert default_strategy_for(load_space(name), objectives=2) == "nsga2"
 
 
 def test_failed_outcomes_rank_worst_whatever_their_numbers():

@@ -215,12 +215,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "own: path/to/file.py:NAME or package.module:NAME (options: --task-option)")
     search.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="task config, e.g. planted='sin(x)'")
     search.add_argument("--extra-task", action="append", metavar="TASK", help="also score every candidate on TASK")
-    search.add_argument("--objective", action="append", metavar="LIST", help="objectives for nsga2: accuracy,cost,params")
-    search.add_argument("--strategy", help="evolution, gp, nsga2, surrogate, tpe, cmaes, random, exhaustive (default: by space)")
+    search.add_argument("--objective", action="append", metavar="LIST", help="objectives for nsga2 (the default strategy when there are several): accuracy,cost,params")
+    search.add_argument("--strategy", help="evolution, gp, nsga2, surrogate, tpe, cmaes, random, exhaustive "
+                        "(default: nsga2 when --objective names several; else by space: surrogate for formula "
+                        "trees (gp, swish), evolution for layer and mixture spaces (evonorm, la, moa), tpe for "
+                        "parametric ones)")
     search.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
                         help="strategy setting, e.g. population=100. evolution: population, tournament, "
-                             "crossover_prob; gp: mu, lambda_, cxpb, mutpb, tournament; nsga2: population, "
-                             "cxpb, mutpb; tpe, cmaes: pruner, n_startup_trials")
+                             "crossover_prob, prescreen; gp: mu, lambda_, cxpb, mutpb, tournament, prescreen; "
+                             "nsga2: population, "
+                             "cxpb, mutpb; surrogate: initial, pool, rounds, parents, model, kappa, explore, "
+                             "novelty; tpe, cmaes: pruner, n_startup_trials")
     search.add_argument("--budget", type=int, help="number of candidates to train (default: 40)")
     search.add_argument("--time", help="wall-clock limit, e.g. 90s, 30m, 1h30m")
     search.add_argument("--steps", type=int, help="training steps per evaluation (default: the task's)")

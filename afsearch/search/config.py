@@ -34,7 +34,7 @@ class SearchConfig:
     task_config: dict[str, Any] = field(default_factory=dict)
     #: extra tasks each candidate is also scored on (multi-task / NSGA-II objectives)
     extra_tasks: list[str] = field(default_factory=list)
-    strategy: str | None = None  # None: the space's default (evolution for trees, tpe for parameters)
+    strategy: str | None = None  # None: the space's default (`default_strategy_for`)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     #: objectives for multi-objective strategies: accuracy (per task), cost (activation cost), params
     objectives: list[str] = field(default_factory=lambda: ["accuracy"])

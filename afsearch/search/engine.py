@@ -126,7 +126,7 @@ class Search:
         if strategy is not None:
             config.strategy = _object_name(strategy)
         else:
-            config.strategy = config.strategy or default_strategy_for(space)
+            config.strategy = config.strategy or default_strategy_for(space, len(config.objectives))
             allowed = strategy_options(config.strategy)  # unknown names raise here, before any file exists
             unknown = sorted(set(config.strategy_options) - set(allowed) - {"storage", "study_name"})
             if unknown:

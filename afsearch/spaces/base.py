@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from afsearch.candidate import Candidate
 
@@ -21,6 +21,9 @@ class SearchSpace(ABC):
     continuous: dict[str, tuple[float, float]] = {}
     #: categorical parameters (for Optuna) next to the continuous ones, name -> choices
     choices: dict[str, list[Any]] = {}
+    #: True when genotypes are element-wise formula trees (gp, swish): the default strategy is
+    #: then the surrogate, which models a formula by its shape on the fingerprint probes
+    formula_trees: ClassVar[bool] = False
 
     @abstractmethod
     def sample(self, rng: random.Random) -> Genotype: ...

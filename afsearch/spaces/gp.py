@@ -80,6 +80,7 @@ def _significant(value: float, digits: int) -> float:
 @dataclass
 class GPSpace(SearchSpace):
     name: str
+    formula_trees = True
     ops: tuple[str, ...]
     trainable: dict[str, float]  # terminal name -> initial value
     const_range: tuple[float, float] | None = (-2.0, 2.0)

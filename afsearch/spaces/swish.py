@@ -51,6 +51,7 @@ SEED_FORMULAS = ("relu(x)", "x * sigmoid(x)", *TOP_EIGHT)
 @dataclass
 class SwishSpace(SearchSpace):
     name: str
+    formula_trees = True
     unary: dict[str, Template]
     binary: dict[str, Template]
     min_units: int = 1

@@ -5,9 +5,10 @@
     strategy.tell(proposal, Outcome(score=0.93))
     snapshot = strategy.state()                 # JSON; restore() continues exactly
 
-Names: evolution (regularized/aging, the default for tree spaces), gp (mu + lambda), nsga2
-(multi-objective), surrogate (model-based: a GP over formula shapes), tpe and cmaes (Optuna; the default for parametric spaces), random and
-exhaustive (baselines). See each module for the algorithm and its options."""
+Names: evolution (regularized/aging, the default for layer and mixture spaces), gp (mu + lambda),
+nsga2 (multi-objective), surrogate (model-based: a GP over formula shapes; the default for formula
+tree spaces), tpe and cmaes (Optuna; the default for parametric spaces), random and exhaustive
+(baselines). See each module for the algorithm and its options."""
 
 from __future__ import annotations
 
@@ -52,11 +53,19 @@ def strategy_options(name: str) -> dict[str, Any]:
     return dict(getattr(STRATEGIES[name], "defaults", {}))
 
 
-def default_strategy_for(space: SearchSpace) -> str:
-    """tpe for spaces described by parameters (parametric, EAFO, or any space exposing
-    `choices`); evolution for structural ones (Swish units, GP trees, EvoNorm graphs)."""
+def default_strategy_for(space: SearchSpace, objectives: int = 1) -> str:
+    """nsga2 when several objectives are asked (the others rank by one score and would ignore
+    the rest); else tpe for spaces described by parameters (parametric, EAFO, or any space
+    exposing `choices`); surrogate for element-wise formula trees (gp, swish), where it
+    rediscovered planted formulas most often (`scripts/bench_search.py --suite`); evolution for
+    the other structural spaces (EvoNorm layer graphs, which have no shape on the probes;
+    mixtures)."""
+    if objectives > 1:
+        return "nsga2"
     if space.continuous or space.choices:
         return "tpe"
+    if space.formula_trees:
+        return "surrogate"
     return "evolution"
 
 
