@@ -5,6 +5,7 @@ resume refusing a changed or vanished task file, and read-only commands that nev
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -172,6 +173,9 @@ def test_eval_takes_a_user_task(task_file, capsys):
     result = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and result["status"] == "done" and result["metric"] == "loss"
     assert result["task"] == f"{task_file}:make_task"
+    code, out, _ = _run(["eval", "--expr", "x * sigmoid(x)", "--task", f"{task_file}:make_task",
+                         "--task-option", "metric=loss", "--no-ladder", "--seeds", "2"], capsys)
+    assert code == 0 and re.search(r"val loss [\d.]+ ± [\d.]+ \(lower is better\)\s+test [\d.]+ ± [\d.]+", out), out
 
 
 def test_pack_is_refused_for_a_model_it_cannot_stack(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from typing import TYPE_CHECKING
 
 from afsearch.cli import bounded_int, max_threads
@@ -65,13 +66,15 @@ def run_eval(args: argparse.Namespace) -> int:
           f"seeds {result.seeds}): {result.status}")
     if result.ok and result.metric_spec.source == "loss":
         tests = result.test_values()
+        test_mean = statistics.fmean(tests)
+        test_std = statistics.stdev(tests) if len(tests) > 1 else 0.0
         print(f"  val {result.metric} {result.mean_loss:.4f} ± {result.std_loss:.4f} (lower is better)   "
-              f"test {sum(tests) / len(tests):.4f}")
+              f"test {test_mean:.4f} ± {test_std:.4f}")
         if task.spec.bits_per_byte:
             from afsearch.evaluate.lm import bits_per_byte
 
             print(f"  bits per byte  val {bits_per_byte(result.mean_loss):.4f} ± {bits_per_byte(result.std_loss):.4f}"
-                  f"   test {bits_per_byte(sum(tests) / len(tests)):.4f}   "
+                  f"   test {bits_per_byte(test_mean):.4f} ± {bits_per_byte(test_std):.4f}   "
                   f"per seed (val loss): {', '.join(f'{s.val_loss:.4f}' for s in result.per_seed)}")
     if result.ok:
         print(f"  val accuracy  {result.mean_accuracy:.4f} ± {result.std_accuracy:.4f}   "
