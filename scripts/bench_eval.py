@@ -12,6 +12,7 @@ MLP and a 4x wider one, with the matmul floor.
 
     .venv/bin/python scripts/bench_eval.py --n 200
     .venv/bin/python scripts/bench_eval.py --speed-only        # the throughput table only
+    .venv/bin/python scripts/bench_eval.py --n 60 --no-speed   # ladder and schedulers only
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ def main() -> None:
     ap.add_argument("--pack", type=int, action="append",
                     help="candidates per packed call in the speed test (repeatable; default 8 16)")
     ap.add_argument("--speed-only", action="store_true", help="only the throughput comparison")
+    ap.add_argument("--no-speed", action="store_true", help="skip the throughput comparison")
     args = ap.parse_args()
     torch.set_num_threads(1)
     task = get_task("mnist1d-mlp")
@@ -306,6 +308,9 @@ def main() -> None:
         print(f"  ratio {ratio:4.2f} threshold {thr:.3f}: saved {1 - spent / full_s:6.1%}, "
               f"top-10 kept {keep}/10")
 
+    if args.no_speed:
+        print(f"total wall time {time.perf_counter() - t0:.0f} s")
+        return
     plain = throughput([f for f in formulas if full[f].ok][: args.speed_n], task, budget, args.pack or [8])
     with_ladder = len(formulas) / lad_s * 60
     print(f"  ours with the ladder (a)-(c) over the whole sample {with_ladder:.1f} cand/min -> "

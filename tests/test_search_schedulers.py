@@ -169,3 +169,13 @@ def test_resume_keeps_the_recorded_scheduler(tmp_path) -> None:
         last = search.store.evaluations()[-1]
     assert last.metrics["candidate"]["spec"] == _spec("x * tanh(x)")
     assert [s for s, _ in last.metrics["curve"]] == list(MedianStopping().milestones(30))
+
+
+def test_a_run_config_that_names_pruner_none_still_runs_and_one_that_prunes_is_refused(tmp_path) -> None:
+    base = dict(space="swish_beta", strategy="tpe", task="mnist1d-mlp", steps=20, budget=1, backend="local",
+                baselines=["relu"], validate_top=0)
+    with Search.create(SearchConfig(**base, strategy_options={"pruner": "none"}, name="old"), tmp_path) as search:
+        assert search.run().trained == 1
+    with pytest.raises(ConfigError, match="pruner='median' is gone.*--scheduler median or asha"):
+        Search.create(SearchConfig(**base, strategy_options={"pruner": "median"}, name="new"), tmp_path)
+    assert not (tmp_path / "new").exists()
