@@ -2,7 +2,9 @@
 
 Prints: the fraction rejected at each ladder stage; total compute with the ladder vs the full
 budget for every candidate; recall (how many of the top 10 under full training survive the
-ladder); a sweep of the quality-gate ratio replayed from the recorded gate statistics (the
+ladder); the same with the search schedulers asha and median in place of the quality gate
+(candidates in sample order, each with the cutoffs of those before it); a sweep of the
+quality-gate ratio replayed from the recorded gate statistics (the
 trainer is deterministic, so a replay gives the decision a real run would take); and
 candidates per minute at full budget: the default search path (packed), one by one, against
 a plain preloaded loop with fused AdamW (the reference) and a DataLoader loop, for the default
@@ -10,6 +12,7 @@ MLP and a 4x wider one, with the matmul floor.
 
     .venv/bin/python scripts/bench_eval.py --n 200
     .venv/bin/python scripts/bench_eval.py --speed-only        # the throughput table only
+    .venv/bin/python scripts/bench_eval.py --n 60 --no-speed   # ladder and schedulers only
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import math
 import random
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -32,10 +36,10 @@ from afsearch.evaluate import (
     evaluate,
     evaluate_many,
     get_task,
-    successive_halving,
 )
 from afsearch.evaluate import baselines as bl
 from afsearch.expr import fingerprint, parse
+from afsearch.search.schedulers import Finished, make_scheduler
 
 UNARY = ["sin", "cos", "tanh", "sigmoid", "abs", "exp", "relu"]
 BINARY = ["+", "-", "*"]
@@ -201,6 +205,7 @@ def main() -> None:
     ap.add_argument("--pack", type=int, action="append",
                     help="candidates per packed call in the speed test (repeatable; default 8 16)")
     ap.add_argument("--speed-only", action="store_true", help="only the throughput comparison")
+    ap.add_argument("--no-speed", action="store_true", help="skip the throughput comparison")
     args = ap.parse_args()
     torch.set_num_threads(1)
     task = get_task("mnist1d-mlp")
@@ -259,25 +264,30 @@ def main() -> None:
         print(f"  {acc(full[f]):.3f}  {'kept ' if lad[f].ok else 'LOST '} "
               f"{lad[f].stage or ''} {f}")
 
-    # stage (d): successive halving (eta=3) on top of (a)-(c), measured for real
-    low = budget // 3
-    t = time.perf_counter()
-    low_recipe = Recipe(**{**task.recipe.__dict__, "steps": low})
-    bl.relu_accuracy_at(task, low_recipe, 0, ladder.gate_step(low))
-    sh_gate_cost = time.perf_counter() - t
-    sh = dict(zip(formulas, successive_halving(formulas, task, budget, eta=3, ladder=ladder,
-                                               measure_cost=False), strict=True))
-    sh_s = sum(r.seconds for r in sh.values()) + gate_cost + sh_gate_cost
-    sh_steps = sum(r.steps for r in sh.values()) + gate_step + ladder.gate_step(low)
-    sh_kept = [f for f in top if sh[f].ok and sh[f].budget == budget]
-    by_stage = collections.Counter(r.stage if r.status != "done" else "survived"
-                                   for r in sh.values())
-    print(f"\nladder (a)-(d), successive halving eta=3 ({low} then {budget} steps): "
-          + ", ".join(f"{k} {v / len(formulas):.1%}" for k, v in sorted(by_stage.items())))
-    print(f"  compute {sh_s:.1f} s / {sh_steps} steps -> saved {1 - sh_s / full_s:.1%} of time, "
-          f"{1 - sh_steps / full_steps:.1%} of steps; recall {len(sh_kept)}/10 of the top 10 "
-          "reach the full budget")
-    print(f"  lost: {[f for f in top if f not in sh_kept]}")
+    # the cross-candidate schedulers (afsearch.search.schedulers) instead of the quality gate,
+    # measured for real: the candidates in order, each with the cutoffs of those before it, as
+    # a serial search sends them (screen and stability stay on)
+    scheduled_s: dict[str, float] = {}
+    for name in ("asha", "median"):
+        scheduler = make_scheduler(name)
+        history: list[Finished] = []
+        runs = {}
+        for f in formulas:
+            cutoffs = scheduler.cutoffs(budget, history, task.metric)
+            runs[f] = r = evaluate(f, task, budget=budget, ladder=replace(ladder, quality=False),
+                                   measure_cost=False, schedule=cutoffs)
+            if r.curve and r.status in ("done", "rejected"):
+                history.append(Finished(tuple(r.curve), r.ok))
+        sched_s = scheduled_s[name] = sum(r.seconds for r in runs.values())
+        sched_steps = sum(r.steps for r in runs.values())
+        sched_kept = [f for f in top if runs[f].ok]
+        by_stage = collections.Counter(r.stage if r.status != "done" else "survived" for r in runs.values())
+        print(f"\nscheduler {name} (milestones {scheduler.milestones(budget)}) instead of the quality gate: "
+              + ", ".join(f"{k} {v / len(formulas):.1%}" for k, v in sorted(by_stage.items())))
+        print(f"  compute {sched_s:.1f} s / {sched_steps} steps -> saved {1 - sched_s / full_s:.1%} of time, "
+              f"{1 - sched_steps / full_steps:.1%} of steps; recall {len(sched_kept)}/10 of the top 10 "
+              "reach the full budget")
+        print(f"  lost: {[f for f in top if f not in sched_kept]}")
 
     print("\nquality-gate ratio sweep (replayed from recorded gate accuracies; time of a "
           "passing candidate = its full-run time):")
@@ -298,13 +308,17 @@ def main() -> None:
         print(f"  ratio {ratio:4.2f} threshold {thr:.3f}: saved {1 - spent / full_s:6.1%}, "
               f"top-10 kept {keep}/10")
 
+    if args.no_speed:
+        print(f"total wall time {time.perf_counter() - t0:.0f} s")
+        return
     plain = throughput([f for f in formulas if full[f].ok][: args.speed_n], task, budget, args.pack or [8])
     with_ladder = len(formulas) / lad_s * 60
     print(f"  ours with the ladder (a)-(c) over the whole sample {with_ladder:.1f} cand/min -> "
           f"{with_ladder / plain:.2f}x the plain loop at full budget")
-    with_sh = len(formulas) / sh_s * 60
-    print(f"  ours with the ladder (a)-(d) over the whole sample {with_sh:.1f} cand/min -> "
-          f"{with_sh / plain:.2f}x the plain loop at full budget")
+    for name, seconds in scheduled_s.items():
+        rate = len(formulas) / seconds * 60
+        print(f"  ours with screen, stability and scheduler {name} over the whole sample {rate:.1f} cand/min -> "
+              f"{rate / plain:.2f}x the plain loop at full budget")
     print(f"total wall time {time.perf_counter() - t0:.0f} s")
 
 

@@ -65,6 +65,13 @@ CASES: list[tuple[list[str], str]] = [
     (["show", "{run}", "9" * 20, "--runs-dir", "{runs}"], "candidate id must be between 1 and"),
     (["export", "{run}", "--id", "9" * 20, "--runs-dir", "{runs}"], "candidate id must be between 1 and"),
     (["export", "--expr", "x", "--name", "None", "-o", "{tmp}/out"], "valid Python class name"),
+    # schedulers: a name the engine has not got, and a scheduler the ladder being off would silence
+    (["search", *Q, "--scheduler", "hyperband"], "unknown scheduler 'hyperband'; allowed: gate, median, asha, none"),
+    (["search", *Q, "--scheduler", "asha", "--no-ladder"], "the ladder is off"),
+    (["search", *Q, "--config", "{bad_scheduler_config}"], "unknown scheduler 'sha'"),
+    (["search", *Q, "--space", "swish_beta", "--strategy", "tpe", "--strategy-option", "pruner=median"],
+     "stopping early is the search's scheduler now"),
+    (["search", *Q, "--objective", "accuracy,cost"], "need a multi-objective strategy (nsga2)"),
     # smaller ones
     (["search", *Q, "--space", "{huge_space}"], "the limit is 1000000"),
     (["search", *Q, "--config", "{huge_config}"], "the limit is 1000000"),
@@ -119,6 +126,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "latin1_config": 'name = "caf\u00e9"\n'.encode("latin-1"),
         "list_option_config": b"strategy_options = {population = [1, 2]}\n",
         "list_baselines_config": b"baselines = [1, 2]\n",
+        "bad_scheduler_config": b'scheduler = "sha"\n',
         "huge_space": b"#" * 2_000_000,
         "huge_config": b"#" * 2_000_000,
         "nan_trainable_space": (spaces / "gp.toml").read_bytes().replace(b"beta = 1.0", b"beta = nan"),

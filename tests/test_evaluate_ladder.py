@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from afsearch.candidate import Candidate
-from afsearch.evaluate import LadderConfig, evaluate, successive_halving
+from afsearch.evaluate import LadderConfig, evaluate
 from afsearch.evaluate._formula import static_screen
 from afsearch.evaluate.ladder import QualityGate, quality_threshold
 
@@ -87,20 +87,6 @@ def test_quality_gate_checks_an_earlier_step_first() -> None:
 def test_failures_are_results() -> None:
     r = evaluate(Candidate.layer('{"not": "a graph"}'), "digits-cnn", budget=5)
     assert r.status == "failed" and r.reason and r.error and "Traceback" in r.error
-
-
-def test_successive_halving_promotes_best_third() -> None:
-    cands = ["relu(x)", "x", "sigmoid(x)", "tanh(x)", "x * sigmoid(x)", "abs(x)"]
-    results = successive_halving(cands, "mnist1d-mlp", budget=300, eta=3, ladder=False,
-                                 measure_cost=False)
-    promoted = [r for r in results if r.budget == 300]
-    assert len(promoted) == 2 and all(r.ok for r in promoted)
-    assert all(r.stages[0].name == "halving" and r.steps == 400 for r in promoted)
-    dropped = [r for r in results if r.budget == 100]
-    assert len(dropped) == 4
-    assert all((r.status, r.stage) == ("rejected", "halving") and r.steps == 100 for r in dropped)
-    low = {r.candidate["spec"]: r.stages[0].stats["low_accuracy"] for r in promoted}
-    assert min(low.values()) >= max(r.mean_accuracy for r in dropped)
 
 
 def test_unknown_ladder_option_is_a_config_error() -> None:

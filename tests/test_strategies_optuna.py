@@ -56,8 +56,10 @@ def test_tpe_falls_back_to_an_index_over_small_finite_spaces():
         make_strategy("tpe", base, random.Random(0))  # three units: too many for an index
     with pytest.raises(ConfigError, match="continuous parameters"):
         make_strategy("cmaes", DigitSpace(), random.Random(0))
-    with pytest.raises(ConfigError, match="unknown pruner"):
-        make_strategy("tpe", DigitSpace(), random.Random(0), pruner="asha")
+    with pytest.raises(ConfigError, match="stopping early is the search's scheduler now"):
+        make_strategy("tpe", DigitSpace(), random.Random(0), pruner="median")
+    # the retired option as runs recorded it by default: accepted, and it does nothing
+    assert make_strategy("tpe", DigitSpace(), random.Random(0), pruner="none").ask() is not None
 
 
 def test_tpe_on_the_eafo_space_builds_valid_genotypes_and_seeds_first():
@@ -96,20 +98,20 @@ def test_outcomes_map_to_trial_states_and_failures_are_never_best():
     assert trials[4].state == TrialState.RUNNING
 
 
-def test_median_pruner_prunes_a_poor_curve_when_its_result_comes_back():
-    s = make_strategy("tpe", load_space("swish_beta"), random.Random(0), pruner="median")
+def test_a_run_the_scheduler_stopped_is_pruned_with_its_curve_and_never_best():
+    """Stopping early moved from the study's pruner to the search's scheduler
+    (tests/test_search_schedulers.py has the median rule on these curves); the study records
+    a stopped run as PRUNED with the curve it had reached."""
+    s = make_strategy("tpe", load_space("swish_beta"), random.Random(0))
     curve = [(step, 0.5 + 0.1 * step) for step in range(4)]
     for _ in range(5):
         s.tell(s.ask(), Outcome(0.8, intermediate=curve))
-    poor, live = s.ask(), s.ask()
-    s.tell(poor, Outcome(0.2, intermediate=[(0, 0.1), (1, 0.1), (2, 0.2)]))
+    poor = s.ask()
+    s.tell(poor, Outcome(0.2, status="rejected", intermediate=[(0, 0.1), (1, 0.1)]))
     trial = s.study.trials[poor.extra["trial"]]
-    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {0: 0.1}
-    assert not s.should_stop(live, [(0, 0.55)])  # a live check, for engines that stream curves
-    assert s.should_stop(live, [(0, 0.55), (1, 0.55)])  # below the median (0.6) at step 1
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {0: 0.1, 1: 0.1}
     assert s.best()[1] == 0.8
-    quiet = make_strategy("tpe", load_space("swish_beta"), random.Random(0))
-    assert not quiet.should_stop(quiet.ask(), [(0, 0.0)])
+    assert isinstance(s.study.pruner, optuna.pruners.NopPruner)
 
 
 def test_in_memory_state_round_trip_continues_exactly():

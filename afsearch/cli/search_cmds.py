@@ -34,6 +34,7 @@ SEARCH_EXAMPLES = """examples:
   afsearch search --space gp --task teacher-student --task-option planted='sin(x)*x'
   afsearch search --config run.toml --time 30m --ray-address auto
   afsearch search --backend local --seed 3 --quiet   # serial, exactly reproducible
+  afsearch search --scheduler asha --budget 200      # stop runs outside the top third at each rung
 """
 
 
@@ -44,7 +45,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend, "workers": args.workers, "ray_address": args.ray_address,
         "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
         "timeout_s": args.timeout, "validate_top": args.validate_top, "data_dir": args.data_dir,
-        "pack": args.pack, "device": args.device,
+        "pack": args.pack, "device": args.device, "scheduler": args.scheduler,
     }
     if args.time is not None:
         out["time_limit_s"] = parse_duration(args.time)
@@ -225,7 +226,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "crossover_prob, prescreen; gp: mu, lambda_, cxpb, mutpb, tournament, prescreen; "
                              "nsga2: population, "
                              "cxpb, mutpb; surrogate: initial, pool, rounds, parents, model, kappa, explore, "
-                             "novelty; tpe, cmaes: pruner, n_startup_trials")
+                             "novelty; tpe, cmaes: n_startup_trials")
     search.add_argument("--budget", type=int, help="number of candidates to train (default: 40)")
     search.add_argument("--time", help="wall-clock limit, e.g. 90s, 30m, 1h30m")
     search.add_argument("--steps", type=int, help="training steps per evaluation (default: the task's)")
@@ -243,6 +244,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "MLP, else 1; exactly reproducible across kills and resumes)")
     search.add_argument("--timeout", type=float, help="seconds before a candidate is killed (default: 600)")
     search.add_argument("--no-ladder", action="store_true", help="train every candidate fully (no early rejection)")
+    search.add_argument("--scheduler", help="what stops training runs early: gate (the quality gate against the "
+                        "task's reference, default), median (median stopping rule across candidates), asha "
+                        "(asynchronous successive halving, eta 3), none")
     search.add_argument("--baselines", help="comma list of reference activations to compare with")
     search.add_argument("--validate-top", type=int, help="retrain the best K on fresh seeds at the end (default: 3)")
     search.add_argument("--data-dir", help="local CIFAR-10 python batches for cifar10-resnet")

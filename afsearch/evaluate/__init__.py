@@ -4,7 +4,7 @@
     evaluate_multi(candidate, tasks, ...) -> {task: EvalResult}
     serve(request_json) -> reply_json   (the worker side of the EvalRequest/EvalReply protocol)
     baseline_results(task, budget, seeds) -> {name: EvalResult}
-    successive_halving(candidates, task, budget, eta=3) -> [EvalResult]
+    evaluate(..., schedule=Cutoffs(...))   (a search scheduler's cutoffs, checked while training)
 
 This package is itself callable: `afsearch.evaluate(...)` is `evaluate(...)` above. Python sets
 `afsearch.evaluate` to this subpackage as soon as anything imports it, so a function of that
@@ -18,9 +18,10 @@ import types
 from afsearch.evaluate.baselines import activation_time
 from afsearch.evaluate.core import baseline_results, evaluate, evaluate_many, evaluate_multi
 from afsearch.evaluate.cost import activation_cost
-from afsearch.evaluate.ladder import LadderConfig, successive_halving
+from afsearch.evaluate.ladder import LadderConfig
 from afsearch.evaluate.protocol import EvalReply, EvalRequest, serve
 from afsearch.evaluate.result import EvalResult, SeedResult, StageRecord
+from afsearch.evaluate.schedule import Cutoff, Cutoffs
 from afsearch.evaluate.tasks import DEFAULT_TASK, TASKS, Task, get_task
 from afsearch.evaluate.trainer import Data, Recipe, Split, TrainResult, train
 from afsearch.reference import DEFAULT_BASELINES
@@ -39,6 +40,8 @@ __all__ = [
     "DEFAULT_BASELINES",
     "DEFAULT_TASK",
     "TASKS",
+    "Cutoff",
+    "Cutoffs",
     "Data",
     "EvalReply",
     "EvalRequest",
@@ -58,6 +61,5 @@ __all__ = [
     "evaluate_multi",
     "get_task",
     "serve",
-    "successive_halving",
     "train",
 ]

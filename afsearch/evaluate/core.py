@@ -24,6 +24,7 @@ from afsearch.evaluate.ladder import (
 )
 from afsearch.evaluate.packed import packable, train_packed
 from afsearch.evaluate.result import EvalResult, SeedResult, StageRecord
+from afsearch.evaluate.schedule import CutoffCheck, Cutoffs, all_of
 from afsearch.evaluate.tasks import DEFAULT_TASK, Task, config_to_json, get_task
 from afsearch.evaluate.trainer import cpu_threads, pick_device, train
 from afsearch.reference import reference_candidate
@@ -48,7 +49,7 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
              budget: int | None = None, seed: int | Sequence[int] = 0, seeds: int = 1,
              ladder: bool | dict[str, Any] | LadderConfig = True, *, task_config: Any = None,
              device: str | None = None, threads: int | None = 1, baselines: bool = False,
-             measure_cost: bool = True, pack: bool = True) -> EvalResult:
+             measure_cost: bool = True, pack: bool = True, schedule: Cutoffs | None = None) -> EvalResult:
     """Evaluate `candidate` (a Candidate, or a formula string) on `task` (name or Task) for
     `budget` steps (default: the task's) with seeds `seed .. seed+seeds-1` (or an explicit
     list). Returns a record with status "done", "rejected" (stage, reason, stats) or
@@ -56,7 +57,8 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
     TaskError. With `baselines=True` the reference activations are evaluated first (cached)
     and `delta_to_best_baseline` is filled; it is also filled whenever they were computed
     earlier in this process for the same conditions. With several seeds on an MLP task (and
-    `pack`), the seeds train together as one pack (`afsearch.evaluate.packed`)."""
+    `pack`), the seeds train together as one pack (`afsearch.evaluate.packed`). `schedule`:
+    a search scheduler's cutoffs for the first seed (`afsearch.evaluate.schedule`)."""
     _check(budget, seeds)
     cand = _as_candidate(candidate)
     task_obj = get_task(task, task_config)
@@ -69,7 +71,8 @@ def evaluate(candidate: Candidate | str, task: str | Task = DEFAULT_TASK,
         baseline_results(task_obj, budget, seed_ids, device=device, threads=threads)
     try:
         with cpu_threads(threads, pick_device(device)):
-            _run(cand, task_obj, recipe, seed_ids, cfg, result, device, threads, measure_cost, pack)
+            _run(cand, task_obj, recipe, seed_ids, cfg, result, device, threads, measure_cost, pack,
+                 schedule)
     except Exception as exc:  # a candidate's failure is a result, not a crash
         result.status, result.reason = FAILED, f"{type(exc).__name__}: {exc}"
         result.stage = result.stage or "train"
@@ -108,22 +111,23 @@ def _new_result(cand: Candidate, task: Task, budget: int, seed_ids: list[int]) -
 
 def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
          cfg: LadderConfig | None, result: EvalResult, device: str | None,
-         threads: int | None, measure_cost: bool, pack: bool) -> None:
+         threads: int | None, measure_cost: bool, pack: bool, schedule: Cutoffs | None) -> None:
     build = _prepare(cand, task, recipe, seed_ids, cfg, result, measure_cost, device, threads)
     if build is None:
         return
     if pack and len(seed_ids) > 1 and cand.kind == ACTIVATION and packable(build()):
-        gates = [_gate(cfg, task, recipe, s, device, threads) for s in seed_ids]
-        outs = train_packed([build] * len(seed_ids), task.data, recipe, seed_ids, gates,
-                            gates[0].steps if gates[0] else (), device, threads)
-        for seed, gate, out in zip(seed_ids, gates, outs, strict=True):
-            if not _absorb(result, gate, out, seed):
+        watches = [_Watch(_gate(cfg, task, recipe, s, device, threads), schedule if k == 0 else None, task)
+                   for k, s in enumerate(seed_ids)]
+        outs = train_packed([build] * len(seed_ids), task.data, recipe, seed_ids,
+                            [w.report for w in watches], _steps(watches), device, threads)
+        for seed, watch, out in zip(seed_ids, watches, outs, strict=True):
+            if not _absorb(result, watch, out, seed):
                 return
         return
-    for seed in seed_ids:
-        gate = _gate(cfg, task, recipe, seed, device, threads)
-        out = train(build, task.data, recipe, seed, gate, gate.steps if gate else (), device, threads)
-        if not _absorb(result, gate, out, seed):
+    for k, seed in enumerate(seed_ids):
+        watch = _Watch(_gate(cfg, task, recipe, seed, device, threads), schedule if k == 0 else None, task)
+        out = train(build, task.data, recipe, seed, watch.report, watch.steps, device, threads)
+        if not _absorb(result, watch, out, seed):
             return
 
 
@@ -180,13 +184,34 @@ def _gate(cfg: LadderConfig | None, task: Task, recipe: Any, seed: int, device: 
     return QualityGate(step, threshold, base, task.metric, task.spec.reference, earlier)
 
 
-def _absorb(result: EvalResult, gate: QualityGate | None, out: Any, seed: int) -> bool:
-    """Fold one seed's training into the result; False when the candidate is out."""
-    if gate and gate.record:
-        gate.record.seconds = out.seconds if not gate.record.passed else 0.0
-        gate.record.steps = out.steps if not gate.record.passed else 0
-        result.add_stage(gate.record)
-        if not gate.record.passed:
+class _Watch:
+    """What watches one seed's training: the quality gate and the scheduler's cutoffs, as one
+    `report` callback (the trainer knows only that)."""
+
+    def __init__(self, gate: QualityGate | None, schedule: Cutoffs | None, task: Task) -> None:
+        self.gate = gate
+        self.check = CutoffCheck(schedule, task.metric) if schedule is not None else None
+        self.report = all_of([gate, self.check])
+        self.steps = sorted(set(gate.steps if gate else ()) | set(self.check.steps if self.check else ()))
+
+
+def _steps(watches: Sequence[_Watch]) -> list[int]:
+    return sorted({s for w in watches for s in w.steps})
+
+
+def _absorb(result: EvalResult, watch: _Watch, out: Any, seed: int) -> bool:
+    """Fold one seed's training into the result; False when the candidate is out. A run that
+    was stopped counts its compute at the stage that stopped it."""
+    if watch.check is not None:
+        result.curve = list(watch.check.curve)
+    for record in (watch.gate.record if watch.gate else None,
+                   watch.check.record if watch.check else None):
+        if record is None:
+            continue
+        record.seconds = out.seconds if not record.passed else 0.0
+        record.steps = out.steps if not record.passed else 0
+        result.add_stage(record)
+        if not record.passed:
             return False
     if out.diverged:
         result.add_stage(StageRecord("train", False, f"training loss non-finite by step "
@@ -204,7 +229,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
                   budget: int | None = None, seed: int | Sequence[int] = 0, seeds: int = 1,
                   ladder: bool | dict[str, Any] | LadderConfig = True, *, task_config: Any = None,
                   device: str | None = None, threads: int | None = 1, measure_cost: bool = True,
-                  pack: bool = True) -> list[EvalResult]:
+                  pack: bool = True, schedule: Cutoffs | None = None) -> list[EvalResult]:
     """`evaluate` for several candidates at once, same conditions. On MLP tasks (and with
     `pack`) the survivors of the pre-training ladder are trained together with stacked weights
     (`afsearch.evaluate.packed`), each with its own quality gate; elsewhere one by one. Scores
@@ -233,23 +258,24 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
         for s in seed_ids:
             if not active:
                 break
-            gates = [_gate(cfg, task_obj, recipe, s, device, threads) for _ in active]
+            first = schedule if s == seed_ids[0] else None
+            watches = [_Watch(_gate(cfg, task_obj, recipe, s, device, threads), first, task_obj) for _ in active]
             try:
                 outs = train_packed([builds[i] for i in active], task_obj.data, recipe, [s] * len(active),
-                                    gates, gates[0].steps if gates and gates[0] else (), device, threads)
+                                    [w.report for w in watches], _steps(watches), device, threads)
             except Exception as exc:
                 for i in active:
                     _fail(results[i], exc)
                 break
-            active = [i for i, g, o in zip(active, gates, outs, strict=True) if _absorb(results[i], g, o, s)]
+            active = [i for i, w, o in zip(active, watches, outs, strict=True) if _absorb(results[i], w, o, s)]
     else:
         for i, build in builds.items():
             try:
-                for s in seed_ids:
-                    gate = _gate(cfg, task_obj, recipe, s, device, threads)
-                    out = train(build, task_obj.data, recipe, s, gate, gate.steps if gate else (),
-                                device, threads)
-                    if not _absorb(results[i], gate, out, s):
+                for k, s in enumerate(seed_ids):
+                    watch = _Watch(_gate(cfg, task_obj, recipe, s, device, threads),
+                                   schedule if k == 0 else None, task_obj)
+                    out = train(build, task_obj.data, recipe, s, watch.report, watch.steps, device, threads)
+                    if not _absorb(results[i], watch, out, s):
                         break
             except Exception as exc:
                 _fail(results[i], exc)

@@ -13,12 +13,13 @@
     same task, seed and step - chance), in the metric's direction (for a loss: higher is
     worse); the reference is the task's (`TaskSpec.reference`: ReLU, GELU for the LM task);
     with no baseline, worse than chance + `quality_margin` (a loss: `quality_margin` of the way
-    below chance);
-(d) multi-fidelity: `successive_halving` trains all candidates at budget/eta and only the
-    best 1/eta at the full budget.
+    below chance).
 
-Each stage returns a `StageRecord` with its reason and cost; the trainer knows none of this,
-the quality gate reaches it only through the `report` callback."""
+Stopping a run by comparing it with the other candidates of a search (median stopping,
+asynchronous successive halving) is a search scheduler's job (`afsearch.search.schedulers`);
+the quality gate is the default one. Each stage returns a `StageRecord` with its reason and
+cost; the trainer knows none of this, the quality gate reaches it only through the `report`
+callback."""
 
 from __future__ import annotations
 
@@ -193,38 +194,3 @@ def quality_threshold(cfg: LadderConfig, chance: float, baseline: float | None,
     target = chance + (cfg.quality_ratio if ratio is None else ratio) * (baseline - chance)
     # never demand more than the reference itself reached (early on it can be worse than chance)
     return target if metric.better(baseline, target) else baseline
-
-
-def successive_halving(candidates: Sequence[Any], task: Any = None, budget: int | None = None,
-                       eta: int = 3, evaluate_fn: Callable[..., Any] | None = None,
-                       **kwargs: Any) -> list[Any]:
-    """Stage (d): evaluate every candidate at budget // eta steps (the other stages apply
-    there too); re-evaluate the best ceil(n / eta) finished ones at the full budget. Returns
-    one EvalResult per candidate, in input order. Promoted candidates get their full-budget
-    result with a passed "halving" stage holding the low-fidelity cost; the others keep
-    their low-fidelity result, marked rejected at stage "halving" (`budget` says which)."""
-    from afsearch.evaluate.core import evaluate
-    from afsearch.evaluate.tasks import DEFAULT_TASK, get_task
-
-    evaluate_fn = evaluate_fn or evaluate
-    task_obj = get_task(task or DEFAULT_TASK, kwargs.pop("task_config", None))
-    full = budget or task_obj.recipe.steps
-    low = max(1, full // eta)
-    results = [evaluate_fn(c, task_obj, budget=low, **kwargs) for c in candidates]
-    ranked = sorted((i for i, r in enumerate(results) if r.ok), key=lambda i: -results[i].score)  # score: higher is better
-    keep = math.ceil(len(candidates) / eta)
-    for rank, i in enumerate(ranked):
-        first = results[i]
-        record = StageRecord("halving", rank < keep, None, first.seconds, first.steps,
-                             {"low_budget": float(low), "low_accuracy": first.mean_accuracy, "low_value": first.value,
-                              "rank": float(rank + 1)})
-        if rank < keep:
-            results[i] = evaluate_fn(candidates[i], task_obj, budget=full, **kwargs)
-            results[i].stages.insert(0, record)
-            results[i].seconds += record.seconds
-            results[i].steps += record.steps
-        else:
-            record.seconds = record.steps = 0  # already counted in this result
-            record.reason = f"rank {rank + 1} of {len(ranked)} at {low} steps; best {keep} go on"
-            first.add_stage(record)
-    return results

@@ -11,8 +11,8 @@ different shape.
 Wire format (JSON; stable, so jobs and tests can craft it): a request is ``{"candidate": C}``
 for one candidate or ``{"candidates": [C, ...]}`` for a pack, plus "task", "budget", "seed"
 (a list), "seeds" (its length), "ladder" (a bool or a dict of `LadderConfig` fields),
-"task_config", "device", "threads", "measure_cost", "baselines" (one candidate only) and
-"pack". A reply is the result's JSON for one candidate, ``{"results": [...]}`` for a pack, or
+"task_config", "device", "threads", "measure_cost", "baselines" (one candidate only),
+"pack" and "schedule" (a search scheduler's cutoffs, `Cutoffs.to_json`; absent: none). A reply is the result's JSON for one candidate, ``{"results": [...]}`` for a pack, or
 ``{"status": "error", "error": message}`` when the request itself could not be served."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from afsearch.defaults import FAILED
 from afsearch.errors import AfsearchError
 from afsearch.evaluate.ladder import LadderConfig
 from afsearch.evaluate.result import EvalResult
+from afsearch.evaluate.schedule import Cutoffs
 
 if TYPE_CHECKING:
     from afsearch.execute import JobResult
@@ -39,7 +40,7 @@ class ProtocolError(AfsearchError):
 
 
 _REQUEST_KEYS = {"candidate", "candidates", "task", "task_config", "budget", "seed", "seeds", "ladder",
-                 "threads", "device", "baselines", "measure_cost", "pack"}
+                 "threads", "device", "baselines", "measure_cost", "pack", "schedule"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class EvalRequest:
     baselines: bool = False
     #: train candidates (or one candidate's seeds) together where the task's model allows
     pack: bool = True
+    #: the search scheduler's milestones and cutoffs for the first seed (None: no scheduler)
+    schedule: Cutoffs | None = None
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -88,6 +91,8 @@ class EvalRequest:
             data["measure_cost"] = False
         if self.baselines:
             data["baselines"] = True
+        if self.schedule is not None:
+            data["schedule"] = self.schedule.to_json()
         return data
 
     @classmethod
@@ -108,12 +113,13 @@ class EvalRequest:
             candidates = tuple(Candidate.from_json(c) for c in raw)
             seeds = tuple(seed_list(data.get("seed", 0), int(data.get("seeds", 1))))
             ladder = LadderConfig.from_option(data.get("ladder", True))
+            schedule = Cutoffs.from_json(data["schedule"]) if data.get("schedule") is not None else None
         except (KeyError, TypeError, ValueError, AfsearchError) as exc:
             raise ProtocolError(f"bad request: {type(exc).__name__}: {exc}") from None
         return cls(candidates, str(data.get("task", DEFAULT_TASK)), data.get("budget"), seeds, ladder,
                    data.get("task_config"), data.get("device"), data.get("threads"),
                    bool(data.get("measure_cost", True)), bool(data.get("baselines", False)),
-                   bool(data.get("pack", True)))
+                   bool(data.get("pack", True)), schedule)
 
 
 def _ladder_json(ladder: LadderConfig | None) -> bool | dict[str, Any]:
@@ -191,7 +197,7 @@ def serve(payload: dict[str, Any]) -> dict[str, Any]:
         common = {"budget": request.budget, "seed": list(request.seeds), "seeds": len(request.seeds),
                   "ladder": request.ladder or False, "task_config": request.task_config,
                   "device": request.device, "threads": request.threads if request.threads else 1,
-                  "measure_cost": request.measure_cost}
+                  "measure_cost": request.measure_cost, "schedule": request.schedule}
         if len(request.candidates) > 1:
             results = evaluate_many(list(request.candidates), request.task, pack=request.pack, **common)
         else:

@@ -17,7 +17,7 @@ from afsearch.jsonsafe import NON_FINITE, float_from_json, json_safe
 class StageRecord:
     """One rung of the rejection ladder: did the candidate pass, why not, and what it cost."""
 
-    name: str  # "screen" | "stability" | "quality" | "train"
+    name: str  # "screen" | "stability" | "quality" | "train", or the scheduler that stopped it ("median" | "asha")
     passed: bool
     reason: str | None = None
     seconds: float = 0.0
@@ -74,6 +74,9 @@ class EvalResult:
     steps: int = 0  # total optimizer steps, all stages
     error: str | None = None  # short traceback when status == "failed"
     metric: str = "accuracy"
+    #: (step, raw validation value) of the first seed at the scheduler's milestones
+    #: (`afsearch.evaluate.schedule`); what the search's scheduler learns from
+    curve: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -129,6 +132,7 @@ class EvalResult:
         data = _from_json_floats(dict(data))
         data["stages"] = [StageRecord(**s) for s in data.get("stages", [])]
         data["per_seed"] = [SeedResult(**s) for s in data.get("per_seed", [])]
+        data["curve"] = [(int(step), float(value)) for step, value in data.get("curve", [])]
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 

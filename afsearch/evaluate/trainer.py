@@ -1,6 +1,6 @@
 """The proxy trainer: tensors already on the device, one plain loop, validation at fixed steps.
 
-It only trains and reports. Whoever wants to stop a run early (the rejection ladder, a pruner)
+It only trains and reports. Whoever wants to stop a run early (the quality gate, a search scheduler)
 passes `report(step, val_accuracy, val_loss) -> bool`; returning False stops the run."""
 
 from __future__ import annotations

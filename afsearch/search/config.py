@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from afsearch.defaults import BACKENDS, DEFAULT_TASK
 from afsearch.errors import AfsearchError, ConfigError, plain_key, shorten
 from afsearch.reference import DEFAULT_BASELINES, get_reference
+from afsearch.search.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 
 if TYPE_CHECKING:
     from afsearch.evaluate.metric import Metric
@@ -55,6 +56,8 @@ class SearchConfig:
     #: recorded, when the run is created)
     pack: int | None = None
     ladder: bool = True
+    #: what stops training runs early (`afsearch.search.schedulers`): gate, median, asha, none
+    scheduler: str = DEFAULT_SCHEDULER
     #: reference activations trained beside the candidates; None: the main task's own list
     #: (lm-transformer: GELU, ReLU, SiLU, SwiGLU, GeGLU), else DEFAULT_BASELINES. `Search.create`
     #: writes the resolved list into the run's config.toml.
@@ -120,6 +123,11 @@ class SearchConfig:
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown or not self.objectives:
             raise bad("objectives", f"unknown objective(s) {shorten(unknown)}; allowed: {', '.join(OBJECTIVES)}")
+        if self.scheduler not in SCHEDULERS:
+            raise bad("scheduler", f"unknown scheduler {shorten(self.scheduler)}; allowed: {', '.join(SCHEDULERS)}")
+        if not self.ladder and SCHEDULERS[self.scheduler].across_candidates:
+            raise bad("scheduler", f"{self.scheduler} stops runs early, but the ladder is off (--no-ladder "
+                      "trains every candidate fully); use scheduler none or drop --no-ladder")
         for name in self.baselines or []:
             get_reference(name)  # raises with the allowed names
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", self.name):
@@ -236,7 +244,7 @@ def _expect_types(config: SearchConfig, source: str) -> None:
         "time_limit_s": (int, float, type(None)), "steps": (int, type(None)), "seeds": (int,),
         "seed": (int,), "name": (str, type(None)), "backend": (str,), "workers": (int, type(None)),
         "ray_address": (str, type(None)), "cpus_per_trial": (int, float), "gpus_per_trial": (int, float),
-        "timeout_s": (int, float), "pack": (int, type(None)), "ladder": (bool,), "baselines": (list, type(None)),
+        "timeout_s": (int, float), "pack": (int, type(None)), "ladder": (bool,), "scheduler": (str,), "baselines": (list, type(None)),
         "seed_population": (bool,),
         "validate_top": (int,), "validate_seeds": (int,), "validate_steps": (int, type(None)),
         "data_dir": (str, type(None)), "user_tasks": (dict,), "device": (str,),

@@ -39,9 +39,10 @@ from afsearch.evaluate.result import EvalResult
 from afsearch.execute import Executor, Job, JobResult
 from afsearch.reference import get_reference
 from afsearch.search import preflight
-from afsearch.search.config import SearchConfig
+from afsearch.search.config import SearchConfig, task_metric
 from afsearch.search.events import SearchEvent, SearchSummary, entry_json
 from afsearch.search.objectives import outcome_from_results
+from afsearch.search.schedulers import Finished, make_scheduler
 from afsearch.search.seeding import derive_seed
 from afsearch.search.state import SEARCH, EngineState, OpenProposal, PendingEval
 from afsearch.search.strategies.base import Outcome, Strategy
@@ -88,6 +89,10 @@ class Search:
         self.strategy = strategy
         self.on_event = on_event
         self.train_seeds = [derive_seed(config.seed, "train", k) for k in range(config.seeds)]
+        self.scheduler = make_scheduler(config.scheduler)
+        #: task -> eval_id -> what a finished search evaluation recorded for the scheduler
+        #: (read from the store on first use, so a resumed run sees what it saw before)
+        self._finished: dict[str, dict[int, Finished]] | None = None
         self.state = EngineState()  # persisted in every snapshot
         self._stop = threading.Event()
         self._jobs: dict[str, _InFlight] = {}  # job id -> its evaluations (several when packed)
@@ -115,7 +120,7 @@ class Search:
         """A new run. `strategy` overrides `config.strategy` with your own: a `Strategy`
         subclass or object (see `afsearch.search.strategies.base.Strategy`); the run records
         its class name, and `resume` then needs the same argument again."""
-        from afsearch.search.strategies import default_strategy_for, strategy_options
+        from afsearch.search.strategies import STRATEGIES, default_strategy_for, strategy_options
 
         # Every refusal happens before RunStore.create: a corrected command must not then
         # fail with "already exists" on the directory a refused one left behind.
@@ -128,10 +133,12 @@ class Search:
         else:
             config.strategy = config.strategy or default_strategy_for(space, len(config.objectives))
             allowed = strategy_options(config.strategy)  # unknown names raise here, before any file exists
-            unknown = sorted(set(config.strategy_options) - set(allowed) - {"storage", "study_name"})
+            answered = {"storage", "study_name", *getattr(STRATEGIES[config.strategy], "retired_options", ())}
+            unknown = sorted(set(config.strategy_options) - set(allowed) - answered)
             if unknown:
                 raise ConfigError(f"strategy {config.strategy!r} has no option(s) {', '.join(unknown)}; "
                                   f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+        _check_objectives(config, strategy)
         config.baselines = config.baseline_names()  # recorded in config.toml as resolved
         preflight.check_tasks(config, space)
         preflight.check_executor(config)
@@ -402,15 +409,35 @@ class Search:
     def _request(self, eval_ids: list[int]) -> EvalRequest:
         infos = [self.state.pending[e] for e in eval_ids]
         task = infos[0].task
+        budget = self.config.steps_for(task)
+        # baselines are never rejected: they are what the ladder compares with
+        screened = self.config.ladder and not infos[0].is_baseline
         return EvalRequest(
             candidates=tuple(info.candidate for info in infos), task=task,
-            budget=self.config.steps_for(task), seeds=tuple(self.train_seeds),
-            # baselines are never rejected: they are what the ladder compares with
-            ladder=LadderConfig() if self.config.ladder and not infos[0].is_baseline else None,
+            budget=budget, seeds=tuple(self.train_seeds),
+            ladder=LadderConfig(quality=self.scheduler.quality_gate) if screened else None,
             task_config=self.config.task_config_for(task),
             # auto: each worker picks (cuda when it sees a GPU)
             device=None if self.config.device == "auto" else self.config.device,
+            schedule=self.scheduler.cutoffs(budget, self._history(task),
+                                            task_metric(task, self.config.user_tasks)) if screened else None,
         )
+
+    def _history(self, task: str) -> list[Finished]:
+        """What the scheduler learns from: the finished search evaluations on `task` that
+        recorded a curve, in proposal order."""
+        if self._finished is None:
+            self._finished = {}
+            for record in self.store.evaluations():
+                if record.status in (DONE, REJECTED) and record.metrics.get("curve"):
+                    self._remember(record.id, record.task, record.status, record.metrics["curve"])
+        runs = self._finished.get(task, {})
+        return [runs[e] for e in sorted(runs)]
+
+    def _remember(self, eval_id: int, task: str, status: str, curve: list[Any]) -> None:
+        if self._finished is not None and curve:
+            self._finished.setdefault(task, {})[eval_id] = Finished(
+                tuple((int(s), float(v)) for s, v in curve), status == DONE)
 
     def _flush(self, executor: Executor, partial: bool) -> None:
         """Hand ready evaluations to the executor, one job per pack, while worker slots are
@@ -509,6 +536,8 @@ class Search:
             self.store.mark_running(eval_id, worker)
         self.store.finish_evaluation(eval_id, result.status, score, metrics, result.stage, result.reason,
                                      result.seconds)
+        if not info.is_baseline and result.status in (DONE, REJECTED):
+            self._remember(eval_id, info.task, result.status, result.curve)
         del self.state.pending[eval_id]
         for key in info.waiters:
             entry = self.state.open_proposals.get(key)
@@ -582,6 +611,20 @@ def _object_name(strategy: type[Strategy] | Strategy) -> str:
         raise ConfigError(f"strategy must be a name, a Strategy subclass or a Strategy object, got "
                           f"{type(strategy).__name__}")
     return f"{OBJECT_STRATEGY_PREFIX}{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_objectives(config: SearchConfig, strategy: StrategyArg) -> None:
+    """Objectives besides accuracy are ranked only by a multi-objective strategy (nsga2); any
+    other would ignore them without a word."""
+    from afsearch.search.strategies import STRATEGIES
+
+    extra = [o for o in config.objectives if o != "accuracy"]
+    cls = (strategy if isinstance(strategy, type) else type(strategy)) if strategy is not None \
+        else STRATEGIES[config.strategy or ""]
+    if extra and not cls.multi_objective:
+        multi = ", ".join(name for name, c in STRATEGIES.items() if c.multi_objective)
+        raise ConfigError(f"objective(s) {', '.join(extra)} need a multi-objective strategy ({multi}); "
+                          f"strategy {config.strategy!r} ranks by the main score only")
 
 
 def _check_resumed_strategy(config: SearchConfig, strategy: StrategyArg) -> None:

@@ -39,15 +39,17 @@ def _n_objectives(objectives: list[str], n_tasks: int) -> int:
 
 
 def intermediate_values(result: EvalResult | None) -> list[tuple[int, float]]:
-    """(step, oriented value) points a pruner can judge: the quality gate's and the end's."""
+    """(step, oriented value) points of the validation curve, for the strategy's record (an
+    Optuna study keeps them as intermediate values): the quality gate's, the scheduler's
+    milestones and the end's, one per step."""
     if result is None:
         return []
-    metric = result.metric_spec  # pruners maximise too: oriented values
+    metric = result.metric_spec  # strategies maximise: oriented values
     key = f"val_{metric.source}"
-    points = []
+    points = {step: metric.oriented(value) for step, value in result.curve}
     for stage in result.stages:
         if stage.name == "quality" and key in stage.stats and "step" in stage.stats:
-            points.append((int(stage.stats["step"]), metric.oriented(float(stage.stats[key]))))
+            points[int(stage.stats["step"])] = metric.oriented(float(stage.stats[key]))
     if result.ok and result.per_seed:
-        points.append((result.budget, result.score))
-    return points
+        points[result.budget] = result.score
+    return sorted(points.items())

@@ -61,7 +61,7 @@ class Outcome:
     objectives: for multi-objective strategies (higher is better each), e.g. accuracy per task
     or (accuracy, -activation cost); failed ones are all -inf.
     status: "done" | "rejected" | "failed"; intermediate: [(step, value)] validation curve
-    points (what Optuna pruners consume)."""
+    points (what Optuna studies record)."""
 
     score: float
     objectives: list[float] = field(default_factory=list)
@@ -133,7 +133,8 @@ class Strategy(ABC):
     """Base class. Subclasses implement ask/tell and their own state (JSON)."""
 
     name: str = "strategy"
-    #: True when the strategy handles several objectives (Outcome.objectives)
+    #: True when the strategy ranks by several objectives (Outcome.objectives); a search with
+    #: objectives besides accuracy needs one (checked when the run is created)
     multi_objective: bool = False
 
     def __init__(
@@ -181,11 +182,6 @@ class Strategy(ABC):
         if self.best_entry is None:
             return None
         return self.best_entry["genotype"], self.best_entry["score"]
-
-    def should_stop(self, proposal: Proposal, intermediate: list[tuple[int, float]]) -> bool:
-        """Whether a running evaluation should stop early, given its validation curve so far
-        (a strategy with a pruner answers; the default never stops anything)."""
-        return False
 
     # -- helpers for subclasses ----------------------------------------------------------------
     def resolve_options(self, defaults: dict[str, Any]) -> dict[str, Any]:

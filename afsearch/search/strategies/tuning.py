@@ -13,12 +13,10 @@ CMA-ES needs continuous parameters (it hands categoricals to Optuna's independen
 
 Each proposal is one Optuna trial, asked with `study.ask(distributions)`; its number is in
 ``proposal.extra["trial"]``. Results are told back by number: "done" as the score (COMPLETE),
-"rejected" (the quality gate stopped it) as PRUNED after reporting its intermediate values,
-"failed" or non-finite as FAIL. With a pruner ("median", "sha", "hyperband"), the
-intermediate values of a finished result are replayed through `trial.report`/`should_prune`
-and the trial is PRUNED at the first step where the pruner would have stopped it (workers are
-remote, so pruning is judged when the result comes back); `should_stop` asks the pruner about
-a running evaluation for an engine that streams intermediate values.
+"rejected" (the ladder or the search's scheduler stopped it: `afsearch.search.schedulers`) as
+PRUNED after reporting its intermediate values, "failed" or non-finite as FAIL. Stopping early
+is the scheduler's job, not the study's: the study keeps Optuna's no-op pruner, and the former
+`pruner` option is accepted only as "none" (so runs that recorded it resume).
 
 Determinism and resume: a sampler's random state lives in memory, so a fresh sampler seeded
 from the strategy's rng is installed before every ask; the rng is in `state()`, so a resumed
@@ -62,12 +60,8 @@ from afsearch.spaces.base import Genotype, SearchSpace
 #: the largest finite space searched as a categorical over its enumeration
 MAX_INDEX_CHOICES = 100_000
 
-PRUNERS = {
-    "none": optuna.pruners.NopPruner,
-    "median": optuna.pruners.MedianPruner,
-    "sha": optuna.pruners.SuccessiveHalvingPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
-}
+#: an option earlier versions took; stopping early moved to the search's scheduler
+RETIRED_PRUNER_OPTION = "pruner"
 
 
 @contextlib.contextmanager
@@ -129,17 +123,21 @@ class ParamSpace:
 
 class OptunaStrategy(Strategy):
     name = "tpe"
-    defaults: dict[str, Any] = {"storage": None, "study_name": None, "pruner": "none", "n_startup_trials": 10}
+    defaults: dict[str, Any] = {"storage": None, "study_name": None, "n_startup_trials": 10}
+    #: options no longer in `defaults` that the constructor still answers (see the module)
+    retired_options = (RETIRED_PRUNER_OPTION,)
 
     def __init__(self, space: SearchSpace, rng: random.Random, seeds: list[Genotype] | None = None,
                  **options: Any) -> None:
+        pruner = options.pop(RETIRED_PRUNER_OPTION, "none")
+        if pruner != "none":
+            raise ConfigError(f"strategy {self.name!r}: option pruner={pruner!r} is gone; stopping early is "
+                              "the search's scheduler now (--scheduler median or asha; pruner=none is "
+                              "accepted and does nothing)")
         super().__init__(space, rng, seeds, **options)
         opts = self.resolve_options(self.defaults)
         self.storage: str | None = opts["storage"]
         self.study_name: str = opts["study_name"] or f"afsearch-{space.name}-{self.name}"
-        if opts["pruner"] not in PRUNERS:
-            raise ConfigError(f"strategy {self.name!r}: unknown pruner {opts['pruner']!r}; allowed: {', '.join(PRUNERS)}")
-        self.pruner_name: str = opts["pruner"]
         self.n_startup_trials = int(opts["n_startup_trials"])
         self.params = ParamSpace(space, self.name)
         self.check_space()
@@ -164,7 +162,7 @@ class OptunaStrategy(Strategy):
         with quiet_optuna():
             return optuna.create_study(
                 storage=self.storage, study_name=self.study_name, direction="maximize",
-                sampler=self.make_sampler(0), pruner=PRUNERS[self.pruner_name](), load_if_exists=True,
+                sampler=self.make_sampler(0), pruner=optuna.pruners.NopPruner(), load_if_exists=True,
             )
 
     # -- ask / tell ----------------------------------------------------------------------------
@@ -215,33 +213,20 @@ class OptunaStrategy(Strategy):
             if outcome.status == "failed" or (outcome.status == "done" and not math.isfinite(outcome.score)):
                 self.study.tell(number, state=TrialState.FAIL)
                 return
-            pruned = self._report(*live, outcome.intermediate, judge=outcome.status == "done")
-            if outcome.status == "rejected" or pruned:
+            self._report(*live, outcome.intermediate)
+            if outcome.status == "rejected":
                 self.study.tell(number, state=TrialState.PRUNED)
             else:
                 self.study.tell(number, outcome.score)
 
-    def should_stop(self, proposal: Proposal, intermediate: list[tuple[int, float]]) -> bool:
-        number = proposal.extra.get("trial")
-        live = None if number is None else self._trial(number)
-        if live is None or self.pruner_name == "none":
-            return False
-        with quiet_optuna():
-            return self._report(*live, intermediate, judge=True)
-
-    def _report(self, trial: optuna.Trial, frozen: FrozenTrial, intermediate: list[tuple[int, float]],
-                judge: bool) -> bool:
-        """Report new intermediate values in step order; with `judge`, stop at (and return True
-        for) the first step where the pruner says prune."""
+    def _report(self, trial: optuna.Trial, frozen: FrozenTrial, intermediate: list[tuple[int, float]]) -> None:
+        """Report the new intermediate values in step order (the study's record of the curve)."""
         reported = set(frozen.intermediate_values)
         for step, value in sorted(intermediate):
             if step in reported or step < 0:
                 continue
             trial.report(float(value), int(step))
             reported.add(step)
-            if judge and self.pruner_name != "none" and trial.should_prune():
-                return True
-        return False
 
     def _trial(self, number: int) -> tuple[optuna.Trial, FrozenTrial] | None:
         """A live handle on a running trial of the study and its record (None when finished)."""
@@ -285,7 +270,7 @@ class OptunaStrategy(Strategy):
 
 class CmaEsStrategy(OptunaStrategy):
     name = "cmaes"
-    defaults: dict[str, Any] = {"storage": None, "study_name": None, "pruner": "none", "n_startup_trials": 1}
+    defaults: dict[str, Any] = {"storage": None, "study_name": None, "n_startup_trials": 1}
 
     def check_space(self) -> None:
         if not self.space.continuous:
