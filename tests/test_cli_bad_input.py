@@ -71,7 +71,7 @@ CASES: list[tuple[list[str], str]] = [
     (["search", *Q, "--config", "{bad_scheduler_config}"], "unknown scheduler 'sha'"),
     (["search", *Q, "--space", "swish_beta", "--strategy", "tpe", "--strategy-option", "pruner=median"],
      "stopping early is the search's scheduler now"),
-    (["search", *Q, "--objective", "accuracy,cost"], "need a multi-objective strategy (nsga2)"),
+    (["search", *Q, "--strategy", "evolution", "--objective", "accuracy,cost"], "need a multi-objective strategy (nsga2)"),
     # smaller ones
     (["search", *Q, "--space", "{huge_space}"], "the limit is 1000000"),
     (["search", *Q, "--config", "{huge_config}"], "the limit is 1000000"),
