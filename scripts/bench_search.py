@@ -74,6 +74,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -228,17 +229,27 @@ class SurrogateScore:
 
 def surrogate_search(space_name: str, planted: str, strategy_name: str, options: dict[str, Any], seed: int,
                      budget: int, tolerance: float, score: SurrogateScore) -> int | None:
-    """Evaluations-to-find of one search driven like the engine drives it (same strategy random
-    stream, cache hits free and told to the strategy, invalid proposals told as failures), with
-    `score` in place of training. None when not found within `budget`."""
+    """Evaluations-to-find of one search with `score` in place of training (see
+    `closed_form_search`). None when not found within `budget`."""
     space = load_space(space_name)
     strategy = make_strategy(strategy_name, space, random.Random(derive_seed(seed, "strategy")), [], **options)
+    return closed_form_search(space, strategy, planted, score, budget, tolerance)[0]
+
+
+def closed_form_search(space: Any, strategy: Any, planted: str, score: Callable[[str], float], budget: int,
+                       tolerance: float) -> tuple[int | None, str, float]:
+    """One search driven like the engine drives it (the strategy's own random stream, cache hits
+    free and told to the strategy, invalid proposals told as failures; serial, like the local
+    backend), scored by `score` instead of training; stops at the first candidate within
+    `tolerance` of `planted`. Returns (evaluations to find it or None, the hit, best score)."""
     planted_expr = parse(planted)
     planted_fp = fingerprint(planted_expr)
     seen: dict[str, float] = {}
-    proposals = 0
+    proposals, best = 0, -math.inf
     while len(seen) < budget and proposals < budget * MAX_PROPOSALS_PER_EVAL:
         proposal = strategy.ask()
+        if proposal is None:
+            break
         proposals += 1
         try:
             candidate = space.to_candidate(proposal.genotype)
@@ -248,11 +259,12 @@ def surrogate_search(space_name: str, planted: str, strategy_name: str, options:
             continue
         if fp not in seen:
             seen[fp] = score(candidate.spec)
+            best = max(best, seen[fp])
             if hits_planted(candidate.spec, fp, planted_expr, planted_fp, tolerance):
-                return len(seen)
+                return len(seen), candidate.spec, best
         value = seen[fp]
         strategy.tell(proposal, Outcome(value, status="done" if math.isfinite(value) else "rejected"))
-    return None
+    return None, "", best
 
 
 def run_surrogate(args: argparse.Namespace) -> None:

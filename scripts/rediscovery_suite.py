@@ -14,7 +14,6 @@ rerun prints from the cache."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -24,12 +23,8 @@ from typing import Any
 
 import torch
 
-from afsearch.errors import AfsearchError
-from afsearch.expr import fingerprint, parse
-from afsearch.search.engine import MAX_PROPOSALS_PER_EVAL
 from afsearch.search.seeding import derive_seed
 from afsearch.search.strategies import make_strategy
-from afsearch.search.strategies.base import Outcome
 from afsearch.spaces import load_space
 
 
@@ -117,11 +112,9 @@ class ResultCache:
 
 
 def fast_search(job: tuple[str, dict[str, Any], Planted, int, int, float]) -> SuiteResult:
-    """One search driven as the engine drives it (the strategy's random stream from the master
-    seed, equivalent candidates answered from a cache for free, invalid proposals told as
-    failures; serial, like the local backend), scored by the closed-form readout
-    (`SurrogateScore`) instead of training. Stops at the first hit."""
-    from bench_search import SurrogateScore, hits_planted  # noqa: PLC0415 (a script beside this one)
+    """One search of the suite, scored by the closed-form readout (`SurrogateScore`) instead of
+    training (`bench_search.closed_form_search`); stops at the first hit."""
+    from bench_search import SurrogateScore, closed_form_search  # noqa: PLC0415 (a script beside this one)
 
     label, extra, planted, seed, budget, tolerance = job
     torch.set_num_threads(1)  # searches run side by side, one per worker process
@@ -130,28 +123,6 @@ def fast_search(job: tuple[str, dict[str, Any], Planted, int, int, float]) -> Su
     space = load_space(planted.space)
     strategy = make_strategy(name, space, random.Random(derive_seed(seed, "strategy")), [], **options)
     score = SurrogateScore(planted.formula)
-    planted_expr = parse(planted.formula)
-    planted_fp = fingerprint(planted_expr)
-    seen: dict[str, float] = {}
-    proposals, best, found_at, hit = 0, -math.inf, None, ""
-    while len(seen) < budget and proposals < budget * MAX_PROPOSALS_PER_EVAL:
-        proposal = strategy.ask()
-        if proposal is None:
-            break
-        proposals += 1
-        try:
-            candidate = space.to_candidate(proposal.genotype)
-            fp = candidate.fingerprint()
-        except (AfsearchError, ValueError, ArithmeticError, RecursionError):
-            strategy.tell(proposal, Outcome(-math.inf, status="failed"))
-            continue
-        if fp not in seen:
-            seen[fp] = score(candidate.spec)
-            best = max(best, seen[fp])
-            if hits_planted(candidate.spec, fp, planted_expr, planted_fp, tolerance):
-                found_at, hit = len(seen), candidate.spec
-                break
-        value = seen[fp]
-        strategy.tell(proposal, Outcome(value, status="done" if math.isfinite(value) else "rejected"))
+    found_at, hit, best = closed_form_search(space, strategy, planted.formula, score, budget, tolerance)
     return SuiteResult(label, extra, planted.name, seed, budget, found_at, hit, best,
                        time.perf_counter() - started)
