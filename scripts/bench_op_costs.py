@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from torch import nn
 
 from afsearch.compile import CompileCache, compile_activation
+from afsearch.evaluate.baselines import time_ratio
 from afsearch.expr import PRIMITIVES
 from afsearch.expr.tree import Expr
 
@@ -40,29 +40,12 @@ CHECK_FORMULAS = (
 )
 
 
-def time_ratio(module: nn.Module, ref: nn.Module, reps: int) -> float:
-    """Median over `reps` of time(module) / time(ref), forward+backward, timed alternately."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(SHAPE, generator=gen).requires_grad_(True)
-    grad = torch.ones(SHAPE)
-
-    def once(m: nn.Module) -> float:
-        start = time.perf_counter()
-        m(x).backward(grad)
-        x.grad = None
-        return time.perf_counter() - start
-
-    for _ in range(3):  # warm-up
-        once(module), once(ref)
-    return statistics.median(once(module) / once(ref) for _ in range(reps))
-
-
 def robust_ratios(modules: dict[str, nn.Module], ref: nn.Module, reps: int, rounds: int) -> dict[str, float]:
-    """Per module, the median over `rounds` passes of `time_ratio` (see the module docstring)."""
+    """Per module, the median over `rounds` passes of `afsearch.evaluate.baselines.time_ratio` (see the module docstring)."""
     seen: dict[str, list[float]] = {name: [] for name in modules}
     for _ in range(rounds):
         for name, module in modules.items():
-            seen[name].append(time_ratio(module, ref, reps))
+            seen[name].append(time_ratio(module, ref, SHAPE, reps))
     return {name: statistics.median(values) for name, values in seen.items()}
 
 

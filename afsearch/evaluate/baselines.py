@@ -81,7 +81,7 @@ def fill_delta(result: EvalResult, best: float | None) -> None:
 
 
 # ---------------------------------------------------------------- activation time
-def _time_pair(module: nn.Module, ref: nn.Module, shape: tuple[int, ...], reps: int = 10) -> float:
+def time_ratio(module: nn.Module, ref: nn.Module, shape: tuple[int, ...], reps: int = 10) -> float:
     """Median of per-repetition time ratios module/ref, the two timed alternately on the same
     tensor so machine noise hits both alike."""
     gen = torch.Generator().manual_seed(0)
@@ -114,4 +114,4 @@ def activation_time(candidate: Candidate, factory: Callable[..., nn.Module] | No
         shape = (256, 1024)
         module = (factory or candidate.activation_factory())()
         ref = nn.ReLU()
-    return _time_pair(module, ref, shape)
+    return time_ratio(module, ref, shape)
