@@ -26,6 +26,7 @@ import time
 from dataclasses import replace
 
 import torch
+from plain_loop import plain_steps  # a script beside this one
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -81,21 +82,8 @@ def plain_preloaded(formula: str, task, steps: int, seed: int = 0) -> float:  # 
     torch.manual_seed(seed)
     model = task.model(Candidate.activation(formula).activation_factory())
     recipe = task.recipe
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
-    x, y = task.data.train.x, task.data.train.y
-    gen = torch.Generator().manual_seed(seed)
-    order, pos, bs = torch.randperm(len(y), generator=gen), 0, recipe.batch_size
-    for step in range(steps):
-        if pos + bs > len(y):
-            order, pos = torch.randperm(len(y), generator=gen), 0
-        idx = order[pos:pos + bs]
-        pos += bs
-        for group in opt.param_groups:
-            group["lr"] = _cosine(step, steps, recipe.lr)
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    plain_steps(model, task.data.train.x, task.data.train.y, steps, recipe.batch_size,
+                lambda step: _cosine(step, steps, recipe.lr), recipe.weight_decay, seed)
     with torch.no_grad():
         return float((model(task.data.val.x).argmax(1) == task.data.val.y).float().mean())
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from plain_loop import plain_steps  # a script beside this one
 
 from afsearch.candidate import Candidate
 from afsearch.evaluate import evaluate, get_task, train
@@ -59,21 +60,8 @@ def plain_loop(task: Any, seed: int, steps: int) -> float:
     start = time.perf_counter()
     torch.manual_seed(seed)
     model = task.model(GELU)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
-    gen = torch.Generator().manual_seed(seed)
-    x, y = task.data.train.x, task.data.train.y
-    order, pos, bs = torch.randperm(len(x), generator=gen), 0, recipe.batch_size
-    for step in range(steps):
-        if pos + bs > len(x):
-            order, pos = torch.randperm(len(x), generator=gen), 0
-        idx = order[pos:pos + bs]
-        pos += bs
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, recipe)
-        loss = cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    plain_steps(model, task.data.train.x, task.data.train.y, steps, recipe.batch_size,
+                lambda step: lr_at(step, recipe), recipe.weight_decay, seed)
     model.eval()
     with torch.no_grad():
         for split in (task.data.val, task.data.test):
