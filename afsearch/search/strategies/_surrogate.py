@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from afsearch.errors import AfsearchError, ConfigError
 from afsearch.expr.parser import parse
+from afsearch.jsonsafe import float_from_json, json_safe
 from afsearch.search.features import ShapeFeatures, shape_features
 from afsearch.spaces.base import Genotype, SearchSpace
 
@@ -204,8 +205,12 @@ def _finite(score: float) -> float:
     return score if math.isfinite(score) else -1e300
 
 
-def state_scores(values: list[Any]) -> list[float]:
-    return [-math.inf if v == "-inf" else float(v) for v in values]
+def fitted_model(model: str, window: int, shapes: ShapeCache, results: list[dict[str, Any]]) -> ShapeModel:
+    """A `ShapeModel` fitted to `results` ({"genotype", "score"} records, in the order told)."""
+    fitted = ShapeModel(model, window=window)
+    for result in results:
+        fitted.add(shapes(result["genotype"]), result["score"])
+    return fitted
 
 
 def far_from(vectors: np.ndarray, known: list[np.ndarray], radius: float) -> np.ndarray:
@@ -259,15 +264,12 @@ class Prescreen:
 
     def _fitted(self) -> ShapeModel:
         if self._model is None:
-            self._model = ShapeModel(self.model_name, window=self.window)
-            for h in self.history:
-                self._model.add(self.shapes(h["genotype"]), h["score"])
+            self._model = fitted_model(self.model_name, self.window, self.shapes, self.history)
         return self._model
 
     def state(self) -> list[dict[str, Any]]:
-        return [{"genotype": h["genotype"], "score": h["score"] if math.isfinite(h["score"]) else "-inf"}
-                for h in self.history]
+        return [{"genotype": h["genotype"], "score": json_safe(h["score"])} for h in self.history]
 
     def restore(self, history: list[dict[str, Any]]) -> None:
-        self.history = [{"genotype": h["genotype"], "score": state_scores([h["score"]])[0]} for h in history]
+        self.history = [{"genotype": h["genotype"], "score": float_from_json(h["score"])} for h in history]
         self._model = None

@@ -34,6 +34,7 @@ from afsearch.search.strategies._surrogate import (
     ShapeModel,
     check_activation_space,
     far_from,
+    fitted_model,
 )
 from afsearch.search.strategies.base import (
     Outcome,
@@ -163,9 +164,7 @@ class SurrogateSearch(Strategy):
 
     def _fitted(self) -> ShapeModel:
         if self._model is None:
-            self._model = ShapeModel(self.model_name, window=self.window)
-            for r in self.results:
-                self._model.add(self.shapes(r["genotype"]), r["score"])
+            self._model = fitted_model(self.model_name, self.window, self.shapes, self.results)
         return self._model
 
     # -- tell -----------------------------------------------------------------------------------
