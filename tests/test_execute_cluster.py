@@ -67,10 +67,14 @@ MULTI_NODE = textwrap.dedent(
 
 EMBEDDED = textwrap.dedent(
     """
+    import faulthandler
+    import signal
     import sys
     from afsearch.execute import Job, make_executor
     from tests import executor_jobs as tj
 
+    # the test asks for every thread's stack (SIGUSR1) when the driver does not exit in time
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     mode, temp_dir = sys.argv[1], sys.argv[2]
     ex = make_executor("ray", fn=tj.sleep, init_kwargs={"_temp_dir": temp_dir})
     assert ex.owns_ray
@@ -201,9 +205,9 @@ def test_no_ray_processes_remain_after_exit(mode: str) -> None:
         text=True,
     )
 
-    def stderr_tail() -> str:
+    def stderr_tail(chars: int = 3000) -> str:
         stderr.seek(0)
-        return stderr.read()[-3000:]
+        return stderr.read()[-chars:]
 
     try:
         assert proc.stdout is not None
@@ -218,7 +222,9 @@ def test_no_ray_processes_remain_after_exit(mode: str) -> None:
         try:
             proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the driver did not exit within 90 s of {mode}; its stderr:\n{stderr_tail()}")
+            proc.send_signal(signal.SIGUSR1)  # where is it stuck: every thread's stack to stderr
+            time.sleep(3)
+            pytest.fail(f"the driver did not exit within 90 s of {mode}; its stderr:\n{stderr_tail(12000)}")
         end = time.monotonic() + 20
         while (left := _ray_processes(temp_dir, tree)) and time.monotonic() < end:
             time.sleep(0.5)
