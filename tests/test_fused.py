@@ -321,10 +321,35 @@ def test_packed_equals_each_member_alone():
     torch.testing.assert_close(yp.detach(), torch.stack([e(x[k]) for k, e in enumerate(eager)]), rtol=1e-5, atol=1e-6)
 
 
+def test_a_member_axis_after_the_first_gives_the_same_values_and_gradients():
+    """Packed CNNs keep member k's channels in block k of [B, K, C*L]: the kernel walks that
+    layout in place and must match the member-major layout exactly."""
+    formulas = ["x * sigmoid(beta[0.5] * x)", "tanh(x) + alpha[0.2] * x", "abs(x) * x"]
+    members = [_compile(f).new_fused("always") for f in formulas]
+    x = torch.randn(6, len(members), 700, generator=torch.Generator().manual_seed(1)) * 2
+    g = torch.randn_like(x)
+    xa = x.clone().requires_grad_(True)
+    (fused_packed(members, xa, dim=1) * g).sum().backward()
+    grads_a = [p.grad.clone() for m in members for p in m.parameters()]
+    for m in members:
+        m.zero_grad(set_to_none=True)
+    xb = x.transpose(0, 1).contiguous().requires_grad_(True)
+    yb = fused_packed(members, xb)
+    (yb * g.transpose(0, 1)).sum().backward()
+    grads_b = [p.grad.clone() for m in members for p in m.parameters()]
+    torch.testing.assert_close(fused_packed(members, x, dim=1), yb.transpose(0, 1).detach(), rtol=0, atol=0)
+    torch.testing.assert_close(xa.grad, xb.grad.transpose(0, 1), rtol=0, atol=0)
+    torch.testing.assert_close(grads_a, grads_b, rtol=1e-6, atol=1e-6)  # summed in another block order
+    eager = torch.stack([_compile(f).new_module()(x[:, k]) for k, f in enumerate(formulas)], 1)
+    torch.testing.assert_close(fused_packed(members, x, dim=1), eager, rtol=1e-5, atol=1e-6)
+
+
 def test_packed_rejects_wrong_leading_dimension():
     members = [_compile("x").new_fused("always")]
     with pytest.raises(ValueError):
         fused_packed(members, torch.zeros(2, 3))
+    with pytest.raises(ValueError):
+        fused_packed(members, torch.zeros(3, 2), dim=1)
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ AFS_SIMD double pow(double, double);
 #define M_ERFC(x) ((float)erfc((double)(x)))
 #define M_POW(x, y) ((float)pow((double)(x), (double)(y)))
 
-#define AFS_ABI 2
+#define AFS_ABI 3
 /* 256 floats = 1 KiB per register: values and adjoints of a typical 10-30 instruction
  * program stay inside a 48 KiB L1 data cache. */
 /* the numeric guards of afsearch.expr.primitives (EPS, EXP_CLAMP): fused.py passes them with -D,
@@ -478,28 +478,32 @@ static int choose_threads(int nthreads, int64_t total) {
     return nthreads;
 }
 
-/* Block blk of a K x M stacked input (bps blocks per member): its member's program, offset and
- * length. Loads the program into the scratch registers when the member changes (*cur). */
+/* Block blk of an O x K x M stacked input (member k's elements are x[o, k, :] for every o; bps
+ * blocks per row of M, O * bps blocks per member, numbered member by member): its member's
+ * program, offset and length. Loads the program into the scratch registers when the member
+ * changes (*cur). */
 static inline const afs_prog *enter_block(scratch *s, const afs_prog *progs, const float *params,
-                                          int64_t blk, int64_t bps, int64_t M, int *cur,
-                                          int64_t *off, int *len) {
-    int k = (int)(blk / bps);
-    int64_t j0 = (blk % bps) * BLOCK;
-    *off = k * M + j0;
+                                          int64_t blk, int64_t bps, int64_t O, int32_t K, int64_t M,
+                                          int *cur, int64_t *off, int *len) {
+    int k = (int)(blk / (O * bps));
+    int64_t r = blk % (O * bps), o = r / bps;
+    int64_t j0 = (r % bps) * BLOCK;
+    *off = (o * K + k) * M + j0;
     *len = (int)((M - j0) < BLOCK ? (M - j0) : BLOCK);
     const afs_prog *p = progs + k;
     if (k != *cur) { scratch_load(s, p, params); *cur = k; }
     return p;
 }
 
-/* y[k*M + j] = program_k(x[k*M + j]) for k < K, j < M. Returns 0 on success. */
-int afs_forward(const afs_prog *progs, int32_t K, int64_t M, const float *x, const float *params,
+/* y[o, k, j] = program_k(x[o, k, j]) for o < O, k < K, j < M (O = 1: K contiguous slices).
+ * Returns 0 on success. */
+int afs_forward(const afs_prog *progs, int64_t O, int32_t K, int64_t M, const float *x, const float *params,
                 float *y, int32_t nthreads) {
-    if (K <= 0 || M <= 0) return 0;
-    const int64_t bps = (M + BLOCK - 1) / BLOCK, nblocks = bps * K;
+    if (O <= 0 || K <= 0 || M <= 0) return 0;
+    const int64_t bps = (M + BLOCK - 1) / BLOCK, nblocks = bps * O * K;
     const int n_regs = max_regs(progs, K);
     int failed = 0;
-    #pragma omp parallel num_threads(choose_threads(nthreads, M * K))
+    #pragma omp parallel num_threads(choose_threads(nthreads, O * M * K))
     {
         scratch s;
         int ok = scratch_init(&s, n_regs);
@@ -513,7 +517,7 @@ int afs_forward(const afs_prog *progs, int32_t K, int64_t M, const float *x, con
             if (!ok) continue;
             int64_t off;
             int len;
-            const afs_prog *p = enter_block(&s, progs, params, blk, bps, M, &cur, &off, &len);
+            const afs_prog *p = enter_block(&s, progs, params, blk, bps, O, K, M, &cur, &off, &len);
             int root = p->n_fixed + p->n_instr;
             s.V[0] = (float *)(x + off);
             s.V[root] = y + off; /* the last instruction writes the output directly */
@@ -528,10 +532,10 @@ int afs_forward(const afs_prog *progs, int32_t K, int64_t M, const float *x, con
 /* gx = dL/dx given g = dL/dy (g_scalar: g points to one value broadcast to every element);
  * pgrad[progs[k].param_offset + i] = dL/d(parameter i of program k), summed in double.
  * gx and pgrad may be NULL when not wanted. Returns 0 on success. */
-int afs_backward(const afs_prog *progs, int32_t K, int64_t M, const float *x, const float *params,
+int afs_backward(const afs_prog *progs, int64_t O, int32_t K, int64_t M, const float *x, const float *params,
                  const float *g, int32_t g_scalar, float *gx, float *pgrad, int32_t nthreads) {
-    if (K <= 0 || M <= 0) return 0;
-    const int64_t bps = (M + BLOCK - 1) / BLOCK, nblocks = bps * K;
+    if (O <= 0 || K <= 0 || M <= 0) return 0;
+    const int64_t bps = (M + BLOCK - 1) / BLOCK, nblocks = bps * O * K;
     const int n_regs = max_regs(progs, K);
     int max_params = 0;
     for (int k = 0; k < K; k++) if (progs[k].n_params > max_params) max_params = progs[k].n_params;
@@ -541,7 +545,7 @@ int afs_backward(const afs_prog *progs, int32_t K, int64_t M, const float *x, co
         if (!partial) return -1;
     }
     int failed = 0;
-    #pragma omp parallel num_threads(choose_threads(nthreads, M * K))
+    #pragma omp parallel num_threads(choose_threads(nthreads, O * M * K))
     {
         scratch s;
         int ok = scratch_init(&s, n_regs);
@@ -559,7 +563,7 @@ int afs_backward(const afs_prog *progs, int32_t K, int64_t M, const float *x, co
             if (!ok) continue;
             int64_t off;
             int len;
-            const afs_prog *p = enter_block(&s, progs, params, blk, bps, M, &cur, &off, &len);
+            const afs_prog *p = enter_block(&s, progs, params, blk, bps, O, K, M, &cur, &off, &len);
             int root = p->n_fixed + p->n_instr;
             s.V[0] = (float *)(x + off);
             s.A[0] = gx ? gx + off : s.sink;
@@ -586,7 +590,7 @@ int afs_backward(const afs_prog *progs, int32_t K, int64_t M, const float *x, co
             const afs_prog *p = progs + k;
             for (int i = 0; i < p->n_params; i++) {
                 double acc = 0.0;
-                for (int64_t blk = (int64_t)k * bps; blk < (int64_t)(k + 1) * bps; blk++)
+                for (int64_t blk = (int64_t)k * O * bps; blk < (int64_t)(k + 1) * O * bps; blk++)
                     acc += partial[blk * max_params + i];
                 pgrad[p->param_offset + i] = (float)acc;
             }

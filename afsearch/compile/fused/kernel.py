@@ -5,6 +5,7 @@ inputs) and `fused_packed` (K members applied to K stacked slices in one call)."
 from __future__ import annotations
 
 import ctypes
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,19 +62,20 @@ def _plan(programs: tuple[FusedProgram, ...]) -> _Plan:
 
 
 class _FusedFunction(torch.autograd.Function):
-    """y[k] = program_k(x[k]) for the K slices of x; the inputs after x are every program's
-    trainable constants in order (``values`` holds the same numbers as one float32 array)."""
+    """y[o, k] = program_k(x[o, k]) for x viewed as [outer, K, M] (outer = 1: K contiguous
+    slices); the inputs after x are every program's trainable constants in order (``values``
+    holds the same numbers as one float32 array)."""
 
     @staticmethod
-    def forward(ctx, lib: ctypes.CDLL, plan: _Plan, values: torch.Tensor, x: torch.Tensor,  # type: ignore[override]
-                *params: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, lib: ctypes.CDLL, plan: _Plan, values: torch.Tensor, outer: int,  # type: ignore[override]
+                x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
         y = torch.empty_like(x, memory_format=torch.contiguous_format)
         k = len(plan.programs)
-        if lib.afs_forward(plan.ref, k, x.numel() // k, x.data_ptr(), values.data_ptr(), y.data_ptr(),
-                           torch.get_num_threads()) != 0:
+        if lib.afs_forward(plan.ref, outer, k, x.numel() // (k * outer), x.data_ptr(), values.data_ptr(),
+                           y.data_ptr(), torch.get_num_threads()) != 0:
             raise MemoryError("fused activation kernel could not allocate its scratch memory")
         ctx.save_for_backward(x, *params)
-        ctx.lib, ctx.plan, ctx.values = lib, plan, values
+        ctx.lib, ctx.plan, ctx.values, ctx.outer = lib, plan, values, outer
         return y
 
     @staticmethod
@@ -81,8 +83,8 @@ class _FusedFunction(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, *params = ctx.saved_tensors
         plan: _Plan = ctx.plan
-        need_x = ctx.needs_input_grad[3]
-        need_p = any(ctx.needs_input_grad[4:])
+        need_x = ctx.needs_input_grad[4]
+        need_p = any(ctx.needs_input_grad[5:])
         if grad.dtype != torch.float32:
             grad = grad.float()
         # sum().backward() hands in one value expanded to the full shape: pass it as a scalar
@@ -92,17 +94,17 @@ class _FusedFunction(torch.autograd.Function):
             grad = grad.contiguous()
         gx = torch.empty_like(x) if need_x else None
         pgrad = torch.empty(plan.n_params) if need_p else None
-        k = len(plan.programs)
+        k, outer = len(plan.programs), ctx.outer
         if ctx.lib.afs_backward(
-            plan.ref, k, x.numel() // k, x.data_ptr(), ctx.values.data_ptr(), grad.data_ptr(), int(g_scalar),
+            plan.ref, outer, k, x.numel() // (k * outer), x.data_ptr(), ctx.values.data_ptr(), grad.data_ptr(), int(g_scalar),
             gx.data_ptr() if gx is not None else None, pgrad.data_ptr() if pgrad is not None else None,
             torch.get_num_threads(),
         ) != 0:
             raise MemoryError("fused activation kernel could not allocate its scratch memory")
         if pgrad is None:
-            return (None, None, None, gx, *(None for _ in params))
-        grads = [pgrad[i].view(p.shape) if ctx.needs_input_grad[4 + i] else None for i, p in enumerate(params)]
-        return (None, None, None, gx, *grads)
+            return (None, None, None, None, gx, *(None for _ in params))
+        grads = [pgrad[i].view(p.shape) if ctx.needs_input_grad[5 + i] else None for i, p in enumerate(params)]
+        return (None, None, None, None, gx, *grads)
 
 
 def _kernel_ok(x: torch.Tensor, params: Sequence[torch.Tensor]) -> bool:
@@ -117,13 +119,13 @@ def _kernel_ok(x: torch.Tensor, params: Sequence[torch.Tensor]) -> bool:
     return library.loaded() is not None
 
 
-def _run(plan: _Plan, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def _run(plan: _Plan, params: Sequence[torch.Tensor], x: torch.Tensor, outer: int = 1) -> torch.Tensor:
     lib = library.loaded()
     assert lib is not None
     values = torch.cat([p.detach().reshape(1) for p in params]) if params else _NO_PARAMS
     x = x.contiguous()
     # x itself is not an input when the formula ignores it: its .grad stays None, as in eager
-    return _FusedFunction.apply(lib, plan, values, x if plan.uses_x else x.detach(), *params)
+    return _FusedFunction.apply(lib, plan, values, outer, x if plan.uses_x else x.detach(), *params)
 
 
 class FusedActivation(nn.Module):
@@ -186,14 +188,16 @@ class FusedActivation(nn.Module):
         return f"formula={self.formula!r}"
 
 
-def fused_packed(members: Sequence[FusedActivation], x: torch.Tensor) -> torch.Tensor:
-    """Apply member k to slice ``x[k]`` of a stacked input ``x[K, ...]`` in one kernel call
-    (forward and backward); each member's trainable constants get their own gradients.
-    Equals ``torch.stack([m(x[k]) for k, m in enumerate(members)])``, which is also what runs
-    when the kernel cannot (see :class:`FusedActivation`)."""
-    if x.dim() == 0 or x.shape[0] != len(members):
-        raise ValueError(f"x has leading dimension {tuple(x.shape)[:1]}, expected {len(members)} members")
+def fused_packed(members: Sequence[FusedActivation], x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Apply member k to slice ``x.select(dim, k)`` of a stacked input whose dimension `dim`
+    has one entry per member, in one kernel call (forward and backward); each member's
+    trainable constants get their own gradients. Equals ``torch.stack([m(x.select(dim, k)) for
+    k, m in enumerate(members)], dim)``, which is also what runs when the kernel cannot (see
+    :class:`FusedActivation`). A member axis after the first (e.g. the channel blocks of packed
+    CNNs, ``[B, K, C*L]``) costs no copy when x is contiguous."""
+    if not 0 <= dim < x.dim() or x.shape[dim] != len(members):
+        raise ValueError(f"x has shape {tuple(x.shape)}, expected {len(members)} members along dimension {dim}")
     params = [p for m in members for p in m._params()]
     if members and _kernel_ok(x, params):
-        return _run(_plan(tuple(m.program for m in members)), params, x)
-    return torch.stack([m(x[k]) for k, m in enumerate(members)])
+        return _run(_plan(tuple(m.program for m in members)), params, x, outer=math.prod(x.shape[:dim]))
+    return torch.stack([m(x.select(dim, k)) for k, m in enumerate(members)], dim)

@@ -21,7 +21,7 @@ from afsearch.compile.fused.lowering import OPS
 from afsearch.expr.primitives import EPS, EXP_CLAMP
 
 log = logging.getLogger(__name__)
-ABI = 2
+ABI = 3
 
 _FLAGS: tuple[str, ...] = (
     "-O3", "-std=gnu11", "-fPIC", "-shared", "-fopenmp",
@@ -172,10 +172,10 @@ def _load(path: Path) -> tuple[ctypes.CDLL | None, str]:
         lib.afs_op_name.restype = ctypes.c_char_p
         lib.afs_op_name.argtypes = [ctypes.c_int]
         lib.afs_forward.restype = ctypes.c_int
-        lib.afs_forward.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p,
-                                    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32]
+        lib.afs_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_int64,
+                                    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32]
         lib.afs_backward.restype = ctypes.c_int
-        lib.afs_backward.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p,
+        lib.afs_backward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p,
                                      ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p,
                                      ctypes.c_void_p, ctypes.c_int32]
         if lib.afs_abi() != ABI:
