@@ -143,14 +143,14 @@ def _timed(fn, items) -> tuple[float, list[float]]:  # noqa: ANN001
 
 def throughput(speed: list[str], task, budget: int, packs: list[int]) -> float:  # noqa: ANN001
     """Candidates per minute at full budget, measured side by side in this process (1 thread,
-    same seeds): the default search path (packed, `DEFAULT_PACK`), larger packs, one by one,
+    same seeds): the default search path (packed, `MLP_PACK`), larger packs, one by one,
     a plain preloaded fused-AdamW loop (the 1.00x reference), a DataLoader loop; with each
     path's mean validation accuracy (they must agree within seed noise). Returns the
     reference's rate."""
     import datetime
     import os
 
-    from afsearch.search.preflight import DEFAULT_PACK
+    from afsearch.evaluate.packed import MLP_PACK
 
     def ours(items: list[str]) -> list[float]:
         return [evaluate(f, task, budget=budget, ladder=False, measure_cost=False).mean_accuracy for f in items]
@@ -164,7 +164,7 @@ def throughput(speed: list[str], task, budget: int, packs: list[int]) -> float: 
             return out
         return run
 
-    paths = {f"afsearch packed {k}{' (the default search path)' if k == DEFAULT_PACK else ''}": packed(k)
+    paths = {f"afsearch packed {k}{' (the default search path)' if k == MLP_PACK else ''}": packed(k)
              for k in packs}
     paths["afsearch one by one"] = ours
     paths["plain preloaded loop, fused AdamW (reference)"] = lambda items: [plain_preloaded(f, task, budget)

@@ -182,7 +182,7 @@ def test_pack_is_refused_for_a_model_it_cannot_stack(tmp_path, capsys):
     runs = tmp_path / "runs"
     code, _, err = _run(["search", "--task", f"{EXAMPLES}/digits_cnn.py:make_task", "--pack", "2", *LOCAL,
                          "--runs-dir", str(runs)], capsys)
-    assert code == 2 and "is not an nn.Sequential of Linear layers" in err and not runs.exists()
+    assert code == 2 and "is neither an nn.Sequential MLP nor a plain convolutional" in err and not runs.exists()
 
 
 @pytest.mark.slow

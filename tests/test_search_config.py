@@ -1,7 +1,9 @@
 import pytest
 
 from afsearch.errors import ConfigError
+from afsearch.evaluate.packed import CONV_PACK, MLP_PACK
 from afsearch.search.config import SearchConfig, parse_duration
+from afsearch.search.preflight import resolve_pack
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("30m", 1800), ("1h", 3600), ("1h30m", 5400), ("2.5m", 150)])
@@ -49,3 +51,18 @@ def test_bad_toml_file(tmp_path):
         SearchConfig.load(path)
     with pytest.raises(ConfigError, match="does not exist"):
         SearchConfig.load(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("tasks, pack", [
+    (["mnist1d-mlp"], MLP_PACK),
+    (["mnist1d-cnn"], CONV_PACK),
+    (["mnist1d-mlp", "digits-cnn"], CONV_PACK),  # the smallest default of the search's tasks
+    (["mnist1d-mlp", "lm-transformer"], 1),  # the transformer trains one by one
+])
+def test_default_pack_follows_the_tasks(tasks, pack):
+    config = SearchConfig(task=tasks[0], extra_tasks=tasks[1:])
+    resolve_pack(config)
+    assert config.pack == pack
+    config = SearchConfig(task=tasks[0], extra_tasks=tasks[1:], pack=3)
+    resolve_pack(config)
+    assert config.pack == 3  # an explicit --pack is kept

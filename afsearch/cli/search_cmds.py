@@ -240,8 +240,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--ray-address", help="join an existing Ray cluster: auto or HOST:PORT")
     search.add_argument("--cpus-per-trial", type=float, help="CPUs per evaluation (default: 1)")
     search.add_argument("--gpus-per-trial", type=float, help="GPUs per evaluation, fractional allowed (default: 0)")
-    search.add_argument("--pack", type=int, help="candidates trained together per job as one stacked model (default: 8 when every task is an "
-                        "MLP, else 1; exactly reproducible across kills and resumes)")
+    search.add_argument("--pack", type=int, help="candidates trained together per job as one stacked model (default: 16 when every task is an "
+                        "MLP, 8 when every task is an MLP or a plain CNN, else 1; exactly reproducible across kills "
+                        "and resumes)")
     search.add_argument("--timeout", type=float, help="seconds before a candidate is killed (default: 600)")
     search.add_argument("--no-ladder", action="store_true", help="train every candidate fully (no early rejection)")
     search.add_argument("--scheduler", help="what stops training runs early: gate (the quality gate against the "

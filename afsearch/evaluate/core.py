@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from afsearch.candidate import ACTIVATION, Candidate
+from afsearch.candidate import ACTIVATION, LAYER, Candidate
 from afsearch.compile.token import materialise
 from afsearch.defaults import FAILED
 from afsearch.errors import TaskError, short_traceback
@@ -115,7 +115,7 @@ def _run(cand: Candidate, task: Task, recipe: Any, seed_ids: list[int],
     build = _prepare(cand, task, recipe, seed_ids, cfg, result, measure_cost, device, threads)
     if build is None:
         return
-    if pack and len(seed_ids) > 1 and cand.kind == ACTIVATION and packable(build()):
+    if pack and len(seed_ids) > 1 and cand.kind in (ACTIVATION, LAYER) and packable(build()):
         watches = [_Watch(_gate(cfg, task, recipe, s, device, threads), schedule if k == 0 else None, task)
                    for k, s in enumerate(seed_ids)]
         outs = train_packed([build] * len(seed_ids), task.data, recipe, seed_ids,
@@ -251,7 +251,7 @@ def evaluate_many(candidates: Sequence[Candidate | str], task: str | Task = DEFA
             continue
         if build is not None:
             builds[i] = build
-    can_pack = (pack and len(builds) > 1 and all(cands[i].kind == ACTIVATION for i in builds)
+    can_pack = (pack and len(builds) > 1 and all(cands[i].kind in (ACTIVATION, LAYER) for i in builds)
                 and all(packable(b()) for b in list(builds.values())[:1]))
     if can_pack:
         active = list(builds)

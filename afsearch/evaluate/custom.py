@@ -373,10 +373,10 @@ def task_record(ref: str, options: dict[str, Any] | None = None) -> dict[str, An
     `resume` can tell whether it changed: file, sha256, default steps and metric."""
     task = resolve_task(ref, options)
     file = task_file(ref)
-    from afsearch.evaluate.packed import packable
+    from afsearch.evaluate.packed import default_pack
 
     record: dict[str, Any] = {"steps": task.recipe.steps, "metric": task.metric.name,
-                              "layers": task.spec.layers, "packable": packable(task.model(nn.ReLU))}
+                              "layers": task.spec.layers, "pack": default_pack(task.model(nn.ReLU))}
     if file is not None:
         record["file"] = str(file)
         record["sha256"] = file_sha256(file)

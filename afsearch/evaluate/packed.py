@@ -1,42 +1,36 @@
-"""Packed training: K MLP candidates trained in one loop with stacked weights.
+"""Packed training: K candidates trained in one loop as one model with stacked weights.
 
 Every member is built exactly as `train` builds it (``torch.manual_seed(seed)`` then the task's
 model), draws its batches from its own generator seeded like `train`'s, and follows the same
 recipe (fused AdamW is element-wise, the loss is the sum of the members' losses, so each gets
-exactly its own gradient). The stacked layer ``h = baddbmm(b, h, W)`` replaces K small
-matmuls by one, so a device stays busy with K candidates; results equal one-by-one training up
-to floating-point summation order. Members stopped by their ``report`` callback (the quality
-gate) or diverging are cut out of the pack, optimizer state included, so they cost nothing
-afterwards.
+exactly its own gradient). MLPs become one batched matmul per layer (``h = baddbmm(b, h, W)``);
+convolutional stacks become grouped convolutions (`afsearch.evaluate.packed_conv`). Either way
+a device stays busy with K candidates instead of idling between small kernels, and results
+equal one-by-one training up to floating-point summation order. Members stopped by their
+``report`` callback (the quality gate) or diverging are cut out of the pack, optimizer state
+included, so they cost nothing afterwards.
 
-Only models that are a plain ``Linear, act, Linear, act, ..., Linear`` stack can be packed
-(`packable`); everything else trains one by one."""
+Models that are neither (`packable`) train one by one."""
 
 from __future__ import annotations
 
-import functools
-import math
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from afsearch.compile.fused import FusedActivation, fused_packed, fused_status, to_program
-from afsearch.errors import AfsearchError
+from afsearch.evaluate.packed_base import StackedMembers, fused_site
+from afsearch.evaluate.packed_conv import ConvPack, conv_stack
 from afsearch.evaluate.trainer import (
     Data,
     Recipe,
     Report,
-    Split,
     TrainResult,
     cpu_threads,
-    least_squares_readout,
-    loss_fn,
     pick_device,
     train_members,
 )
-from afsearch.expr.parser import parse
 
 
 def linear_stack(model: nn.Module) -> tuple[list[nn.Linear], list[nn.Module]] | None:
@@ -52,12 +46,29 @@ def linear_stack(model: nn.Module) -> tuple[list[nn.Linear], list[nn.Module]] | 
     return linears, acts
 
 
+#: members per packed job when a search leaves `--pack` to its default, by kind of model, as
+#: measured: `scripts/bench_eval.py --speed-only` (MLPs), `scripts/bench_cnn_packing.py` (CNNs)
+MLP_PACK = 16
+CONV_PACK = 8
+
+
 def packable(model: nn.Module) -> bool:
-    return linear_stack(model) is not None
+    """Whether packed training can stack K copies of this model: an MLP (`linear_stack`) or a
+    plain convolutional stack (`afsearch.evaluate.packed_conv.conv_stack`)."""
+    return default_pack(model) > 1
 
 
-class _Pack:
-    """The stacked parameters of the live members and their activation modules."""
+def default_pack(model: nn.Module) -> int:
+    """Members per job that pay for this model (1: it trains one by one)."""
+    if linear_stack(model) is not None:
+        return MLP_PACK
+    if conv_stack(model) is not None:
+        return CONV_PACK
+    return 1
+
+
+class _MLPPack(StackedMembers):
+    """K MLPs of one shape: layer i's weights stacked as [K, in, out], biases as [K, 1, out]."""
 
     def __init__(self, models: list[nn.Module], device: torch.device) -> None:
         stacks = [linear_stack(m) for m in models]
@@ -70,126 +81,30 @@ class _Pack:
                      for i in layers]
         if any(len(t) != 1 for t in trainable):
             raise ValueError("packed training needs every member to freeze the same layers")
-        self.weights = [torch.stack([s[0][i].weight.detach().t() for s in stacks]).to(device)
-                        .requires_grad_(trainable[i] == {True}) for i in layers]
-        self.biases = [torch.stack([s[0][i].bias.detach().unsqueeze(0) for s in stacks]).to(device)
-                       .requires_grad_(trainable[i] == {True}) for i in layers]
+        self.stacked = []
+        for i in layers:
+            self.stacked.append(torch.stack([s[0][i].weight.detach().t() for s in stacks]).to(device)
+                                .requires_grad_(trainable[i] == {True}))
+            self.stacked.append(torch.stack([s[0][i].bias.detach().unsqueeze(0) for s in stacks]).to(device)
+                                .requires_grad_(trainable[i] == {True}))
+        self.buffers = []
         self.acts = [[a.to(device) for a in s[1]] for s in stacks]
-        self.fused = [_fused_layer([member[i] for member in self.acts], device) for i in layers[:-1]]
+        self.fused = [fused_site([member[i] for member in self.acts], device) for i in layers[:-1]]
 
-    def params(self) -> list[torch.Tensor]:
-        act_params = [p for member in self.acts for a in member for p in a.parameters() if p.requires_grad]
-        return [p for p in (*self.weights, *self.biases) if p.requires_grad] + act_params
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [K, B, in] -> [K, B, out]."""
-        return torch.baddbmm(self.biases[-1], self.features(x), self.weights[-1])
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [K, B, in] -> [K, B, hidden]: what feeds the output layer."""
+    def features(self, x: torch.Tensor, training: bool = True) -> torch.Tensor:
+        """x: [K, B, in] -> [K, B, hidden]."""
         h = x
-        for i, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1], strict=True)):
-            h = torch.baddbmm(b, h, w)
-            fused = self.fused[i]
-            h = fused_packed(fused, h) if fused is not None else \
-                torch.stack([member[i](h[k]) for k, member in enumerate(self.acts)])
+        hidden = self.stacked[:-2]
+        for site, (w, b) in enumerate(zip(hidden[0::2], hidden[1::2], strict=True)):
+            h = self.activate(site, torch.baddbmm(b, h, w))
         return h
 
-    def losses(self, rows: list[torch.Tensor], data: Data, autocast: Callable) -> torch.Tensor:
-        """Each member's mean loss on its batch, [K], in one call."""
-        idx = torch.stack(rows)  # [K, B]
-        with autocast():
-            out = self.forward(data.train.x[idx]).float()
-        y = data.train.y[idx]
-        k, b = out.shape[:2]
-        if data.regression:
-            return nn.functional.mse_loss(out, y, reduction="none").reshape(k, -1).mean(1)
-        return nn.functional.cross_entropy(out.reshape(k * b, -1), y.reshape(-1), reduction="none").reshape(k, b).mean(1)
 
-    @torch.no_grad()
-    def refit_readout(self, split: Split) -> None:
-        """Each member's output layer set to its least-squares readout (`Recipe.refit_readout`);
-        a member whose features are not finite keeps its own."""
-        x, y = split.x, split.y
-        features = self.features(x.expand(len(self.acts), *x.shape)).float()
-        for k in range(features.shape[0]):
-            fit = least_squares_readout(features[k], y)
-            if fit is not None:
-                self.weights[-1][k].copy_(fit[0].t())
-                self.biases[-1][k, 0].copy_(fit[1])
-
-    def keep(self, rows: list[int], optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-        """Cut the pack down to `rows`, carrying the optimizer state of the survivors."""
-        old_state = {id(p): optimizer.state.get(p, {}) for p in self.params()}
-        index = torch.tensor(rows, device=self.weights[0].device)
-
-        def take(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().index_select(0, index).clone().requires_grad_(t.requires_grad)
-
-        new_w = [take(w) for w in self.weights]
-        new_b = [take(b) for b in self.biases]
-        carried: dict[int, dict[str, torch.Tensor]] = {}
-        for old, new in zip([*self.weights, *self.biases], [*new_w, *new_b], strict=True):
-            state = old_state.get(id(old), {})
-            carried[id(new)] = {k: (v.index_select(0, index).clone() if v.dim() > 0 else v.clone())
-                                for k, v in state.items()}
-        self.weights, self.biases = new_w, new_b
-        self.acts = [self.acts[r] for r in rows]
-        self.fused = [None if f is None else [f[r] for r in rows] for f in self.fused]
-        for p in (q for member in self.acts for a in member for q in a.parameters()):
-            if id(p) in old_state and old_state[id(p)]:
-                carried[id(p)] = old_state[id(p)]
-        # same optimizer, same hyper-parameters: swap its parameters and their state in place
-        optimizer.param_groups[0]["params"] = self.params()
-        optimizer.state.clear()
-        for p in self.params():
-            if carried.get(id(p)):
-                optimizer.state[p] = carried[id(p)]
-        return optimizer
-
-    @torch.no_grad()
-    def measure(self, split: Split, regression: bool, autocast: Callable) -> list[tuple[float, float]]:
-        x, y = split.x, split.y
-        with autocast():
-            out = self.forward(x.expand(len(self.acts), *x.shape)).float()
-        results = []
-        for k in range(out.shape[0]):
-            o = out[k]
-            if not bool(torch.isfinite(o).all()):
-                results.append((0.0, math.inf))
-                continue
-            loss = float(loss_fn(regression)(o, y))
-            if regression:
-                var = float(y.var(unbiased=False))
-                acc = min(1.0, max(0.0, 1.0 - loss / var)) if var > 0 else 0.0
-            else:
-                acc = float((o.argmax(1) == y).float().mean())
-            results.append((acc, loss))
-        return results
-
-
-def _fused_layer(acts: list[nn.Module], device: torch.device) -> list[FusedActivation] | None:
-    """The members' activations at one layer as fused-kernel modules sharing their parameters,
-    so that one kernel call applies all of them (forward and backward); None when any member
-    is not a generated formula module or the kernel cannot run here (then they run one by
-    one, eagerly)."""
-    if device.type != "cpu" or not fused_status().available:
-        return None
-    fused = []
-    for act in acts:
-        formula = getattr(type(act), "formula", None)
-        if not isinstance(formula, str) or isinstance(act, FusedActivation):
-            return None
-        try:
-            fused.append(FusedActivation(act, _program(formula), policy="always"))
-        except (ValueError, AfsearchError):
-            return None
-    return fused
-
-
-@functools.lru_cache(maxsize=4096)
-def _program(formula: str):  # noqa: ANN202
-    return to_program(parse(formula))
+def make_pack(models: list[nn.Module], device: torch.device) -> StackedMembers:
+    """The pack for these members: stacked MLPs or grouped convolutions."""
+    if linear_stack(models[0]) is not None:
+        return _MLPPack(models, device)
+    return ConvPack(models, device)
 
 
 def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, recipe: Recipe,
@@ -210,7 +125,7 @@ def train_packed(build_models: Sequence[Callable[[], nn.Module]], data: Data, re
         for build, seed in zip(build_models, seeds, strict=True):
             torch.manual_seed(seed)
             models.append(build())
-        results = train_members(_Pack(models, dev), data, recipe, seeds, reports, eval_steps, dev)
+        results = train_members(make_pack(models, dev), data, recipe, seeds, reports, eval_steps, dev)
         wall = time.perf_counter() - start
     total_steps = sum(r.steps for r in results) or 1
     for r in results:

@@ -24,6 +24,7 @@ from afsearch.evaluate import models
 from afsearch.evaluate.lm import LMConfig, build_lm, complete_config, load_lm_data
 from afsearch.evaluate.metric import ACCURACY, LOSS, Metric
 from afsearch.evaluate.models import ActFactory, NormActFactory
+from afsearch.evaluate.packed import CONV_PACK, MLP_PACK
 from afsearch.evaluate.trainer import Data, Recipe, Split
 
 
@@ -245,8 +246,9 @@ class TaskSpec:
     #: `resolve_task_config`, i.e. before a search writes anything.
     check: Callable[[Any], None] | None = None
     metric: Metric = ACCURACY
-    #: its model is a plain Linear/activation stack, which packed training stacks K at a time
-    packable: bool = False
+    #: members per packed job by default (`afsearch.evaluate.packed.default_pack` of its model,
+    #: stated here so that choosing it needs no data); 1: it trains one by one
+    pack: int = 1
     #: the reference activation the quality gate compares with (a name in afsearch.reference)
     reference: str = "relu"
     #: the baselines a search compares with when it names none (None: DEFAULT_BASELINES); may
@@ -273,29 +275,29 @@ TASKS: dict[str, TaskSpec] = {
         MNIST1DConfig, _load_mnist1d,
         lambda c, d, act, na: models.mlp([_n_in(d), *c.hidden, 10], act),
         Recipe(steps=1200, batch_size=100, lr=3e-3), 10,
-        doc="MNIST-1D (offline generator), 40-100-100-10 MLP", packable=True),
+        doc="MNIST-1D (offline generator), 40-100-100-10 MLP", pack=MLP_PACK),
     "mnist1d-cnn": TaskSpec(
         MNIST1DConfig, _load_mnist1d,
         lambda c, d, act, na: models.cnn1d(_n_in(d), 10, act, na, c.channels),
-        Recipe(steps=600, batch_size=100, lr=3e-3), 10, layers=True,
+        Recipe(steps=600, batch_size=100, lr=3e-3), 10, layers=True, pack=CONV_PACK,
         doc="MNIST-1D, 3-layer 1-D conv net with BatchNorm"),
     "digits-cnn": TaskSpec(
         DigitsConfig, _load_digits,
         lambda c, d, act, na: models.cnn2d(10, act, na, c.channels),
-        Recipe(steps=300, batch_size=64, lr=3e-3), 10, layers=True,
+        Recipe(steps=300, batch_size=64, lr=3e-3), 10, layers=True, pack=CONV_PACK,
         doc="scikit-learn 8x8 digits (539 training, 898 test images), small 2-D conv net with BatchNorm"),
     "breast-cancer-mlp": TaskSpec(
         TabularConfig, _load_breast_cancer,
         lambda c, d, act, na: models.mlp([_n_in(d), *c.hidden, 2], act),
         Recipe(steps=300, batch_size=64, lr=3e-3), 2,
-        doc="scikit-learn breast cancer (standardised), 30-32-32-2 MLP", packable=True),
+        doc="scikit-learn breast cancer (standardised), 30-32-32-2 MLP", pack=MLP_PACK),
     "teacher-student": TaskSpec(
         TeacherStudentConfig, _load_teacher_student,
         lambda c, d, act, na: _student(c, act),
         Recipe(steps=1000, batch_size=100, lr=1e-2, weight_decay=0.0), 0,
         doc="regression on a random teacher MLP whose activation is the planted formula",
         recipe_for=lambda c, r: dataclasses.replace(r, refit_readout=c.student == "readout"),
-        check=lambda c: _check_teacher_student(c), packable=True),
+        check=lambda c: _check_teacher_student(c), pack=MLP_PACK),
     "cifar10-resnet": TaskSpec(
         CifarConfig, _load_cifar,
         lambda c, d, act, na: models.resnet20(act, na, c.blocks, 10, c.width),

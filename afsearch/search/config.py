@@ -51,9 +51,9 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     timeout_s: float = 600.0
-    #: candidates trained together in one job (stacked weights; MLP tasks, else one by one).
-    #: None: `DEFAULT_PACK` when every task of the search is an MLP, else 1 (resolved, and
-    #: recorded, when the run is created)
+    #: candidates trained together in one job (stacked weights for MLPs, grouped convolutions
+    #: for plain CNNs; other models one by one). None: the tasks' default (16 for MLPs, 8 for
+    #: CNNs, else 1; resolved, and recorded, when the run is created)
     pack: int | None = None
     ladder: bool = True
     #: what stops training runs early (`afsearch.search.schedulers`): gate, median, asha, none

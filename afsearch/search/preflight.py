@@ -74,9 +74,10 @@ def record_user_tasks(config: SearchConfig) -> None:
             task = resolve_task(ref, config.task_config_for(ref))
             model = task.model(nn.ReLU)
             if not packable(model):
-                raise ConfigError(f"--pack {config.pack}: the model of task {ref} ({type(model).__name__}) is not "
-                                  "an nn.Sequential of Linear layers and activations, which packed training "
-                                  "stacks; drop --pack")
+                raise ConfigError(f"--pack {config.pack}: the model of task {ref} ({type(model).__name__}) is "
+                                  "neither an nn.Sequential MLP nor a plain convolutional nn.Sequential "
+                                  "(Conv, BatchNorm, activations, pooling, then Flatten and Linear), which "
+                                  "packed training stacks; drop --pack")
 
 
 def check_user_tasks_unchanged(config: SearchConfig, allow_changed: bool) -> bool:
@@ -128,21 +129,19 @@ def check_tasks(config: SearchConfig, space: SearchSpace) -> None:
                               f"task(s) {', '.join(wrong)} cannot use; choose one of {', '.join(layer_tasks())}")
 
 
-#: candidates per packed job when every task of a search is an MLP (`--pack` overrides)
-DEFAULT_PACK = 16
-
-
 def resolve_pack(config: SearchConfig) -> None:
-    """`config.pack` when it was left to the default: `DEFAULT_PACK` when every task's model is
-    an MLP that packed training can stack (built-in tasks say so, user tasks were checked when
-    recorded), else 1. Called before the configuration is recorded, so a run keeps its value."""
+    """`config.pack` when it was left to the default: the smallest default pack size of the
+    search's tasks (`afsearch.evaluate.packed.default_pack`: 16 for MLPs, 8 for plain CNNs, 1
+    for anything packed training cannot stack; built-in tasks state theirs, user tasks were
+    measured when recorded). Called before the configuration is recorded, so a run keeps its
+    value."""
     if config.pack is not None:
         return
     from afsearch.evaluate.tasks import TASKS
 
-    def packable(task: str) -> bool:
+    def pack(task: str) -> int:
         if task in config.user_tasks:
-            return bool(config.user_tasks[task].get("packable", False))
-        return TASKS[task].packable if task in TASKS else False
+            return int(config.user_tasks[task].get("pack", 1))
+        return TASKS[task].pack if task in TASKS else 1
 
-    config.pack = DEFAULT_PACK if all(packable(t) for t in config.tasks) else 1
+    config.pack = min(pack(t) for t in config.tasks)
