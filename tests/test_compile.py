@@ -54,7 +54,10 @@ def _well_conditioned(tree: Expr, x: np.ndarray, want: np.ndarray) -> np.ndarray
 def test_torchscript_matches_eager_values_and_gradients(tree):
     compiled = compile_activation(tree)
     eager, scripted = compiled.new_module().double(), compiled.new_scripted().double()
-    x1 = torch.linspace(-4, 4, 101, dtype=torch.float64, requires_grad=True)
+    # 100 points: none is exactly 0, +-0.5 or +-1, where kinks (abs, max(x, 0.1 * x), relu) sit;
+    # there any subgradient is right, and TorchScript's optimised graph (from the second call
+    # on) may pick another one than eager did
+    x1 = torch.linspace(-4, 4, 100, dtype=torch.float64, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_(True)
     y1, y2 = eager(x1), scripted(x2)
     torch.testing.assert_close(y1, y2, equal_nan=True)
