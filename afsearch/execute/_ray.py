@@ -39,16 +39,13 @@ from afsearch.execute._base import (
     run_job,
     threads_for,
 )
-from afsearch.execute._interrupts import interrupts_kept
 
 #: seconds between re-reads of the cluster's nodes (capacity follows nodes joining/leaving)
 _REFRESH_S = 5.0
 #: seconds to wait for the head node's port before giving up on --ray-address
 _CONNECT_TIMEOUT_S = 5.0
-#: longest wait for results before the loop re-checks nodes, deadlines and the queue
+#: longest single ray.wait, so Ctrl-C and timeouts are noticed promptly
 _WAIT_SLICE_S = 0.5
-#: seconds between non-blocking checks for finished tasks (the latency a result may wait)
-_CHECK_EVERY_S = 0.02
 
 
 def _ray_task(fn: JobFn, payload: dict[str, Any]) -> WorkerOutcome:
@@ -195,10 +192,6 @@ class RayExecutor(Executor):
         results, self._ready = self._ready, []
         if self._closed:
             return results
-        with interrupts_kept():
-            return self._poll(results, timeout)
-
-    def _poll(self, results: list[JobResult], timeout: float) -> list[JobResult]:
         end = time.monotonic() + timeout
         while True:
             now = time.monotonic()
@@ -211,7 +204,10 @@ class RayExecutor(Executor):
             deadlines = [r.deadline for r in self._running.values() if r.deadline is not None]
             if deadlines:
                 wait = max(0.0, min(wait, min(deadlines) - now))
-            ready = self._finished(list(self._running), wait)
+            refs = list(self._running)
+            ready, _ = self._ray.wait(refs, num_returns=1, timeout=wait)
+            if ready:
+                ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
             for ref in ready:
                 result = self._collect(ref)
                 if result is not None:
@@ -221,20 +217,6 @@ class RayExecutor(Executor):
             if results or time.monotonic() >= end:
                 self._dispatch()
                 return results
-
-    def _finished(self, refs: list[Any], timeout: float) -> list[Any]:
-        """The refs among `refs` whose tasks have finished, waiting up to `timeout` seconds in
-        short Python sleeps between non-blocking checks. The main thread then waits in
-        `time.sleep`, where a Ctrl-C always lands, not inside Ray's C++ wait, which on a loaded
-        machine was seen to sit on a Ctrl-C for minutes; `fetch_local=False` keeps the check
-        from waiting on the object store (`_collect`'s get fetches the value)."""
-        end = time.monotonic() + timeout
-        while True:
-            ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
-            left = end - time.monotonic()
-            if ready or left <= 0:
-                return ready
-            time.sleep(min(_CHECK_EVERY_S, left))
 
     def cancel(self, job_id: str) -> bool:
         for job, attempts in self._queue:
