@@ -185,6 +185,10 @@ def _ray_processes(temp_dir: str, tree: dict[int, tuple[int, str, str, str]]) ->
     ]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["exit", "sigint", "sigkill"])
 def test_no_ray_processes_remain_after_exit(mode: str) -> None:
@@ -203,6 +207,10 @@ def test_no_ray_processes_remain_after_exit(mode: str) -> None:
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
+        # a driver started from a terminal: when the tests themselves run as a background job
+        # (`cmd &`), SIGINT is ignored and the child would inherit that, ignoring the test's
+        # Ctrl-C as any Unix program started that way does
+        preexec_fn=_default_sigint,
     )
 
     def stderr_tail(chars: int = 3000) -> str:
