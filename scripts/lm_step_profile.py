@@ -4,7 +4,8 @@ training steps of lm-transformer (GELU, the task's default sizes, 1 thread) and 
 step's time splits between matrix products and operators so short that their fixed overhead
 dominates (under --short-us microseconds per call: the most that packing
 could remove). For comparison it profiles mnist1d-mlp, where packing 16 candidates measured
-2.5x (README).
+2.5x (README), and then the default packed path itself (16 mnist1d-mlp members): the share of
+the loss (log-softmax, NLL) there bounds what a cheaper loss path could save.
 
     python scripts/lm_step_profile.py              # 30 steps each, after 5 warm-up steps
 """
@@ -19,6 +20,7 @@ import os
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from afsearch.candidate import Candidate
 from afsearch.evaluate import get_task, train
 from afsearch.reference import reference_candidate
 
@@ -49,6 +51,27 @@ def split(task_name: str, steps: int, short_us: float) -> None:
           "validation)")
 
 
+def packed_loss_share(steps: int) -> None:
+    from afsearch.evaluate.packed import MLP_PACK, train_packed
+
+    formulas = ["relu(x)", "x * sigmoid(x)", "tanh(x)", "x * asinh(x)^2", "gelu(x)", "max(x, 0.1 * x)",
+                "x * tanh(softplus(x))", "abs(x) * x", "sin(x) + x", "x * erf(x)", "softplus(x)", "elu(x)",
+                "x * sigmoid(beta * x)", "x^3 + x", "min(x, 1) * sigmoid(x)", "cos(x) * x"][:MLP_PACK]
+    task = get_task("mnist1d-mlp")
+    factories = [Candidate.activation(f).activation_factory() for f in formulas]
+    builds = [lambda f=f: task.model(f) for f in factories]
+    train_packed(builds, task.data, dataclasses.replace(task.recipe, steps=5), [0] * len(builds))  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_packed(builds, task.data, dataclasses.replace(task.recipe, steps=steps * 5), [0] * len(builds))
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::") or "Fused" in e.key]
+    total = sum(e.self_cpu_time_total for e in events)
+    loss = sum(e.self_cpu_time_total for e in events if "log_softmax" in e.key or "nll_loss" in e.key)
+    fused = sum(e.self_cpu_time_total for e in events if "Fused" in e.key)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL)
+    print(f"mnist1d-mlp packed ({len(builds)} members): operator time: matrix products {matmul / total:.0%}, "
+          f"fused activations {fused / total:.0%}, loss (log-softmax, NLL) {loss / total:.1%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=30)
@@ -58,6 +81,7 @@ def main() -> None:
     print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, 1 thread, load average {os.getloadavg()[0]:.2f}")
     for task in ("lm-transformer", "mnist1d-mlp"):
         split(task, args.steps, args.short_us)
+    packed_loss_share(args.steps)
 
 
 if __name__ == "__main__":
