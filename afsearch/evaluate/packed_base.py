@@ -10,7 +10,6 @@ only say how features are computed."""
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -24,7 +23,7 @@ from afsearch.compile.fused import (
     to_program,
 )
 from afsearch.errors import AfsearchError
-from afsearch.evaluate.trainer import Data, Split, least_squares_readout, loss_fn
+from afsearch.evaluate.trainer import Data, Split, least_squares_readout, score
 from afsearch.expr.parser import parse
 
 
@@ -63,12 +62,13 @@ class StackedMembers:
         w, b = self.head
         return torch.baddbmm(b, self.features(x, training), w)
 
-    def activate(self, site: int, h: torch.Tensor) -> torch.Tensor:
-        """Member k's activation at `site` applied to h[k], for a stacked h [K, ...]."""
+    def activate(self, site: int, h: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Member k's activation at `site` applied to ``h.select(dim, k)``, for h stacked along
+        `dim` (one fused kernel call when the members allow it)."""
         fused = self.fused[site]
         if fused is not None:
-            return fused_packed(fused, h)
-        return torch.stack([member[site](h[k]) for k, member in enumerate(self.acts)])
+            return fused_packed(fused, h, dim)
+        return torch.stack([member[site](h.select(dim, k)) for k, member in enumerate(self.acts)], dim)
 
     def set_training(self, training: bool) -> None:
         """Train or eval mode for the members' own modules (a layer with running statistics
@@ -113,21 +113,7 @@ class StackedMembers:
     def measure(self, split: Split, regression: bool, autocast: Callable) -> list[tuple[float, float]]:
         with autocast():
             out = self._on_split(split.x, lambda x: self.forward(x, training=False)).float()
-        y = split.y
-        results = []
-        for k in range(out.shape[0]):
-            o = out[k]
-            if not bool(torch.isfinite(o).all()):
-                results.append((0.0, math.inf))
-                continue
-            loss = float(loss_fn(regression)(o, y))
-            if regression:
-                var = float(y.var(unbiased=False))
-                acc = min(1.0, max(0.0, 1.0 - loss / var)) if var > 0 else 0.0
-            else:
-                acc = float((o.argmax(1) == y).float().mean())
-            results.append((acc, loss))
-        return results
+        return [score(out[k], split.y, regression) for k in range(out.shape[0])]
 
     def keep(self, rows: list[int], optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         """Cut the pack down to `rows`, carrying the optimizer state of the survivors."""

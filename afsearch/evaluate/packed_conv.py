@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from afsearch.compile.fused import FusedActivation, fused_packed
+from afsearch.compile.fused import FusedActivation
 from afsearch.evaluate.packed_base import StackedMembers, fused_site, program_of
 
 _CONVS = (nn.Conv1d, nn.Conv2d)
@@ -30,8 +30,9 @@ _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 #: parameter-free modules that act on every channel alone: one call serves all members
 _CHANNELWISE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AvgPool1d, nn.AvgPool2d,
                 nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Identity)
-#: leaf modules whose result would differ from one-by-one training if packed (random draws)
-_REFUSED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Linear, nn.Flatten)
+#: leaf modules the stacked body may not hold: random draws would differ from one-by-one
+#: training, and linear or reshaping layers would mix the members' channel blocks
+_REFUSED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Linear, nn.Flatten, nn.Unflatten)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def conv_stack(model: nn.Module) -> ConvLayout | None:
         elif isinstance(m, _NORMS):
             if not (m.affine and m.track_running_stats and m.momentum is not None):
                 return None
-        elif isinstance(m, _REFUSED) or isinstance(m, nn.Unflatten) or any(True for _ in m.children()):
+        elif isinstance(m, _REFUSED) or any(True for _ in m.children()):
             return None
     return ConvLayout(leaves[:n_prefix], body, leaves[-1])
 
@@ -196,12 +197,8 @@ class ConvPack(StackedMembers):
         shared = self.shared[site]
         if shared is not None:
             return shared(h)
-        k, b = self.size, h.shape[0]
-        fused = self.fused[site]
-        if fused is not None:  # one kernel call, walking the [B, K, C*L] layout in place
-            return fused_packed(fused, h.reshape(b, k, -1), dim=1).reshape(h.shape)
-        return torch.cat([member[site](block) for member, block in zip(self.acts, h.chunk(k, dim=1), strict=True)],
-                         dim=1)
+        # [B, K*C, ...] viewed as [B, K, C, ...]: member k's block is its own [B, C, ...] map
+        return self.activate(site, h.unflatten(1, (self.size, -1)), dim=1).flatten(1, 2)
 
 
 def _shared(site: list[nn.Module]) -> nn.Module | None:

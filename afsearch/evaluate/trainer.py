@@ -144,16 +144,21 @@ def measure(model: nn.Module, split: Split, regression: bool, chunk: int = 2000,
     model.eval()
     with autocast():
         out = torch.cat([model(split.x[i:i + chunk]) for i in range(0, len(split), chunk)])
-    out = out.float()
     model.train(was_training)
+    return score(out.float(), split.y, regression)
+
+
+def score(out: torch.Tensor, y: torch.Tensor, regression: bool) -> tuple[float, float]:
+    """(accuracy, loss) of outputs against targets; for regression accuracy is R^2 clipped to
+    [0, 1]. Non-finite outputs give accuracy 0 and loss inf."""
     if not bool(torch.isfinite(out).all()):
         return 0.0, math.inf
-    loss = float(loss_fn(regression)(out, split.y))
+    loss = float(loss_fn(regression)(out, y))
     if regression:
-        var = float(split.y.var(unbiased=False))
+        var = float(y.var(unbiased=False))
         acc = min(1.0, max(0.0, 1.0 - loss / var)) if var > 0 else 0.0
     else:
-        acc = float((out.argmax(1) == split.y).float().mean())
+        acc = float((out.argmax(1) == y).float().mean())
     return acc, loss
 
 
