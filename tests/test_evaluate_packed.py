@@ -77,6 +77,14 @@ def test_mlps_and_plain_cnns_are_packable_and_nothing_else():
     assert not packable(grouped)
 
 
+@pytest.mark.parametrize("name", ["mnist1d-mlp", "mnist1d-cnn", "digits-cnn", "breast-cancer-mlp",
+                                  "teacher-student"])
+def test_each_task_states_the_pack_its_model_gets(name):
+    """TaskSpec.pack says without building data what default_pack of the model would say."""
+    task = get_task(name)
+    assert task.spec.pack == default_pack(task.model(nn.ReLU))
+
+
 CNN_FORMULAS = ["x * sigmoid(beta * x)", "tanh(x)", "relu(x)", "x * asinh(x)^2"]
 
 
