@@ -18,6 +18,7 @@ import datetime
 import os
 
 import torch
+from bench_cnn_packing import FORMULAS  # a script beside this one
 from torch.profiler import ProfilerActivity, profile
 
 from afsearch.candidate import Candidate
@@ -54,9 +55,7 @@ def split(task_name: str, steps: int, short_us: float) -> None:
 def packed_loss_share(steps: int) -> None:
     from afsearch.evaluate.packed import MLP_PACK, train_packed
 
-    formulas = ["relu(x)", "x * sigmoid(x)", "tanh(x)", "x * asinh(x)^2", "gelu(x)", "max(x, 0.1 * x)",
-                "x * tanh(softplus(x))", "abs(x) * x", "sin(x) + x", "x * erf(x)", "softplus(x)", "elu(x)",
-                "x * sigmoid(beta * x)", "x^3 + x", "min(x, 1) * sigmoid(x)", "cos(x) * x"][:MLP_PACK]
+    formulas = FORMULAS[:MLP_PACK]  # the 16 mixed-cost formulas bench_cnn_packing times
     task = get_task("mnist1d-mlp")
     factories = [Candidate.activation(f).activation_factory() for f in formulas]
     builds = [lambda f=f: task.model(f) for f in factories]
