@@ -620,8 +620,11 @@ TRANSFER_TOP = 40
 def aggregates(scores: dict[str, dict[str, float]], formulas: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per formula, aggregates over tasks of its delta to the task's best default baseline:
     "mean" and "worst" of the raw deltas (accuracy points), and of the relative deltas
-    (delta / error rate of the best baseline: the share of the baseline's errors removed, which
-    is scale-free across tasks with different ceilings); "<task>" alone for comparison."""
+    (`Metric.relative_delta`: delta / error rate of the best baseline, the share of the
+    baseline's errors removed, which is scale-free across tasks with different ceilings; what
+    a search on several tasks ranks by, `--task-aggregate worst|mean`); "<task>" alone for
+    comparison."""
+    from afsearch.evaluate.metric import ACCURACY
     from afsearch.reference import DEFAULT_BASELINES, reference_formula
 
     tasks = list(scores)
@@ -629,7 +632,7 @@ def aggregates(scores: dict[str, dict[str, float]], formulas: Sequence[str]) -> 
     out: dict[str, dict[str, float]] = {}
     for f in formulas:
         raw = [scores[t][f] - best[t] for t in tasks]
-        rel = [(scores[t][f] - best[t]) / max(1 - best[t], 1e-9) for t in tasks]
+        rel = [ACCURACY.relative_delta(scores[t][f], best[t]) for t in tasks]
         row = {"mean": sum(raw) / len(raw), "worst": min(raw), "mean-rel": sum(rel) / len(rel),
                "worst-rel": min(rel)}
         row.update({t: raw[i] for i, t in enumerate(tasks)})
@@ -643,10 +646,10 @@ def transfer_candidates(cache: Cache, formulas: Sequence[str], protocol: Protoco
     from afsearch.reference import DEFAULT_BASELINES, reference_formula
 
     chosen = {reference_formula(b) for b in DEFAULT_BASELINES}
-    for source in _sources(cache, formulas, protocol).values():
-        scores = {t: {f: source(t, f) for f in formulas} for t in TASKS}
-        if any(v is None for per in scores.values() for v in per.values()):
-            raise SystemExit("--transfer needs the complete ground truth of " + ", ".join(TASKS))
+    sources = _complete_sources(cache, formulas, protocol)
+    if not sources:
+        raise SystemExit("--transfer needs the complete proxy scores of " + ", ".join(TASKS))
+    for scores in sources.values():
         table = aggregates(scores, formulas)
         for name in ("mean", "worst", "mean-rel", "worst-rel"):
             chosen |= _top({f: table[f][name] for f in formulas}, TRANSFER_TOP)
@@ -658,6 +661,21 @@ def _sources(cache: Cache, formulas: Sequence[str], protocol: Protocol) -> dict[
     done = {t: seeds_done(cache, t, formulas, protocol) for t in TASKS}
     return {"proxy": lambda t, f: proxy_of(cache, t, f, protocol),
             "truth": lambda t, f: truth_of(cache, t, f, protocol, done[t]) if len(done[t]) >= MIN_LONG_SEEDS else None}
+
+
+def _complete_sources(cache: Cache, formulas: Sequence[str],
+                      protocol: Protocol) -> dict[str, dict[str, dict[str, float]]]:
+    """Per source ("proxy", "truth"), task -> formula -> score, for the sources known for every
+    formula on every task: the transfer analysis runs from the proxy alone while a task's
+    long-budget ground truth is incomplete, and adds the truth's candidates once it is there."""
+    out = {}
+    for name, source in _sources(cache, formulas, protocol).items():
+        scores = {t: {f: source(t, f) for f in formulas} for t in TASKS}
+        if all(v is not None for per in scores.values() for v in per.values()):
+            out[name] = {t: {f: float(v) for f, v in per.items() if v is not None} for t, per in scores.items()}
+        else:
+            print(f"transfer: no {name} ranking yet (incomplete on {', '.join(t for t in TASKS if None in scores[t].values())})")
+    return out
 
 
 def analyse_transfer(cache: Cache, formulas: Sequence[str], protocol: Protocol, held_out: str) -> None:
@@ -684,8 +702,7 @@ def analyse_transfer(cache: Cache, formulas: Sequence[str], protocol: Protocol, 
     print("ranking by (from the proxy | from the ground truth): Spearman with the held-out delta; mean held-out "
           "delta of the top 10 / top 25; top 10 beating the held-out best baseline")
     candidates = [f for f in held if f not in {reference_formula(b) for b in DEFAULT_BASELINES}]
-    for source_name, source in _sources(cache, formulas, protocol).items():
-        scores = {t: {f: source(t, f) for f in formulas} for t in TASKS}
+    for source_name, scores in _complete_sources(cache, formulas, protocol).items():
         table = aggregates(scores, formulas)
         for name in ("mean", "worst", "mean-rel", "worst-rel", *TASKS):
             by = {f: table[f][name] for f in candidates}
