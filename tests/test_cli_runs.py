@@ -91,12 +91,15 @@ def test_search_interrupt_resume_leaderboard_export_and_train(tmp_path):
     board = cli("leaderboard", "e2e", "--json", runs=runs)
     rows = json.loads(board.stdout)
     assert rows and all(r["mean"] is not None for r in rows)
-    # validated candidates first by validated score, then the rest by search score
+    # validated candidates first by validated score, then the rest by search score: on the
+    # default's two tasks, the aggregate of each task's relative delta to its best baseline
+    assert all(set(r["tasks"]) == {"mnist1d-mlp", "mnist1d-cnn"} for r in rows)
     validated = [r for r in rows if r["ranked_by"] == "validated"]
     rest = [r for r in rows if r["ranked_by"] == "search"]
     assert rows == validated + rest and validated
-    assert [r["validation"]["mean"] for r in validated] == sorted((r["validation"]["mean"] for r in validated), reverse=True)
-    assert [r["mean"] for r in rest] == sorted((r["mean"] for r in rest), reverse=True)
+    assert [r["aggregate"]["validated"] for r in validated] == sorted(
+        (r["aggregate"]["validated"] for r in validated), reverse=True)
+    assert [r["search_score"] for r in rest] == sorted((r["search_score"] for r in rest), reverse=True)
     assert cli("leaderboard", "e2e", runs=runs).returncode == 0
     assert cli("show", "e2e", str(rows[0]["id"]), runs=runs).returncode == 0
     assert (runs / "e2e" / "validation.json").exists()

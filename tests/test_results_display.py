@@ -26,7 +26,7 @@ from afsearch.store import (
     write_atomic,
 )
 
-SEARCH = ["search", "--space", "swish", "--steps", "80", "--budget", "6", "--seed", "0",
+SEARCH = ["search", "--space", "swish", "--steps", "80", "--budget", "6", "--seed", "0", "--extra-task", "none",
           "--baselines", "relu,tanh", "--validate-top", "1", "--backend", "local",
           "--strategy", "evolution", "--strategy-option", "population=4", "--strategy-option", "tournament=2"]
 
@@ -191,7 +191,8 @@ def test_second_validation_round_is_kept_and_ranks_the_leaderboard(searched):
     info = json.loads(cli("show", "s", str(winner["id"]), "--json", runs=runs).stdout)
     assert [(v["round"], v["seeds"]) for v in info["validations"]][-2:] == [(1, 5), (2, 2)]
     text = cli("show", "s", str(winner["id"]), runs=runs).stdout
-    assert "validation round 1: 5 fresh seeds" in text and "validation round 2: 2 fresh seeds" in text
+    assert "validation round 1 on mnist1d-mlp: 5 fresh seeds" in text and \
+        "validation round 2 on mnist1d-mlp: 2 fresh seeds" in text
     gate = re.search(r"quality\s+pass\s+at step (\d+): val accuracy ([\d.]+) vs threshold ([\d.]+), ReLU ([\d.]+)",
                      text)
     assert gate, text

@@ -30,7 +30,8 @@ import pytest
 from afsearch.cli import main
 
 SEARCH = ["search", "--space", "swish_beta", "--strategy", "cmaes", "--backend", "local", "--steps", "30",
-          "--budget", "4", "--seed", "1", "--baselines", "relu", "--validate-top", "0", "--quiet"]
+          "--budget", "4", "--seed", "1", "--baselines", "relu", "--validate-top", "0", "--quiet",
+          "--extra-task", "none"]
 RESUME = "resume {run} --budget 6 --backend local --quiet"
 READERS = ("status {run}", "status {run} --json", "leaderboard {run}", "show {run} 2", "show {run} 3",
            "export {run} --id 2 -o {out}", "export {run} --top 2 -o {out}", "plot {run} -o {out}")

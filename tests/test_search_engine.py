@@ -12,7 +12,7 @@ from tests import search_jobs
 
 
 def _config(**kw):
-    base = dict(space="gp", task="mnist1d-mlp", budget=25, steps=10, backend="local", baselines=["relu", "tanh"],
+    base = dict(space="gp", task="mnist1d-mlp", extra_tasks=[], budget=25, steps=10, backend="local", baselines=["relu", "tanh"],
                 validate_top=0, seed=1, name="t")
     base.update(kw)
     return SearchConfig(**base)

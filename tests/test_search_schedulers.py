@@ -120,7 +120,7 @@ class Listed(Strategy):
 
 
 def _search(tmp_path, scheduler: str, name: str) -> dict[str, Any]:
-    config = SearchConfig(space="gp", task="mnist1d-mlp", steps=STEPS, budget=10, backend="local", pack=1,
+    config = SearchConfig(space="gp", task="mnist1d-mlp", extra_tasks=[], steps=STEPS, budget=10, backend="local", pack=1,
                           baselines=["relu"], validate_top=0, seed_population=False, scheduler=scheduler,
                           name=name)
     with Search.create(config, tmp_path, strategy=Listed([*HISTORY, BAD, GOOD])) as search:
@@ -157,7 +157,7 @@ def test_none_stops_nothing_beyond_the_screen_and_the_stability_burst(tmp_path) 
 
 
 def test_resume_keeps_the_recorded_scheduler(tmp_path) -> None:
-    config = SearchConfig(space="gp", task="mnist1d-mlp", steps=30, budget=2, backend="local", pack=1,
+    config = SearchConfig(space="gp", task="mnist1d-mlp", extra_tasks=[], steps=30, budget=2, backend="local", pack=1,
                           baselines=["relu"], validate_top=0, seed_population=False, scheduler="median",
                           name="r")
     with Search.create(config, tmp_path, strategy=Listed(["tanh(x)", "abs(x)"])) as search:
@@ -172,7 +172,7 @@ def test_resume_keeps_the_recorded_scheduler(tmp_path) -> None:
 
 
 def test_a_run_config_that_names_pruner_none_still_runs_and_one_that_prunes_is_refused(tmp_path) -> None:
-    base = dict(space="swish_beta", strategy="tpe", task="mnist1d-mlp", steps=20, budget=1, backend="local",
+    base = dict(space="swish_beta", strategy="tpe", task="mnist1d-mlp", extra_tasks=[], steps=20, budget=1, backend="local",
                 baselines=["relu"], validate_top=0)
     with Search.create(SearchConfig(**base, strategy_options={"pruner": "none"}, name="old"), tmp_path) as search:
         assert search.run().trained == 1

@@ -34,7 +34,7 @@ class GreedyMutation(Strategy):
 
 
 def _config(**kw):
-    base = dict(space="gp", budget=12, steps=10, backend="local", baselines=["relu"], validate_top=0, seed=3,
+    base = dict(space="gp", extra_tasks=[], budget=12, steps=10, backend="local", baselines=["relu"], validate_top=0, seed=3,
                 seed_population=False, pack=1,
                 name="mine")
     return SearchConfig(**{**base, **kw})

@@ -99,3 +99,21 @@ def validation_line(row: dict[str, Any], bits_per_byte: bool = False) -> str:
     bits = f" ({row['mean'] / math.log(2):.4f} bits/byte)" if bits_per_byte else ""
     return f"{row['mean']:.4f} ± {std}{bits}  {shown_formula(row['formula'])}  [{mark}]"
 
+
+
+def validation_lines(report: dict[str, Any]) -> list[str]:
+    """A validation report as the CLI prints it: each task's rows under a header naming the
+    task when the run scores on several, then which winners beat the best baseline on all."""
+    parts = report.get("tasks") or [report]
+    lines = []
+    for part in parts:
+        if len(parts) > 1:
+            lines.append(f"{part['task']} ({part['steps']} steps):")
+        bits = bits_per_byte_task(part.get("task"))
+        lines.extend("  " + validation_line(row, bits) for row in part["rows"])
+    if len(parts) > 1:
+        every = set(report.get("beats_every_task") or [])
+        winners = [row for row in parts[0]["rows"] if not row.get("baseline") and row.get("id") in every]
+        lines.append("beats the best baseline on every task: " + (
+            "; ".join(f"#{row['id']} {shown_formula(row['formula'])}" for row in winners) or "none shown"))
+    return lines

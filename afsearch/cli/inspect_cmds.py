@@ -23,7 +23,6 @@ from afsearch.evaluate.metric import get_metric
 from afsearch.report.readable import shown
 from afsearch.store import (
     BASELINE_ORIGIN,
-    best_entry,
     list_runs,
 )
 
@@ -37,7 +36,9 @@ def _status(args: argparse.Namespace) -> int:
         engine = snapshot[1] if snapshot else {}
         progress = {key: kind(engine.get(key, 0)) for key, kind in
                     (("trained", int), ("proposals", int), ("cache_hits", int), ("elapsed_s", float))}
-        best = best_entry(store)
+        from afsearch.report.runs import best_of_run
+
+        best = best_of_run(store)
         info = {
             "run": str(store.path), "state": store.state, "space": config.get("space"),
             "task": config.get("task"), "strategy": config.get("strategy"), "budget": config.get("budget"),
@@ -81,6 +82,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from afsearch.report.runs import ranking_note
 
     print(("Pareto front; " if args.pareto else "") + ranking_note(rows))
+    if rows[0].get("tasks"):
+        Console(width=max(120, Console().width)).print(_multi_task_table(rows))
+        return 0
     table = Table()
     metric = rows[0].get("metric", "accuracy")
     for col in ("rank", "id", f"search {metric}", "± std", "seeds", "Δ best baseline", "validated (test)", "origin",
@@ -97,11 +101,37 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _multi_task_table(rows: list[dict[str, Any]]) -> Any:
+    """A run on several tasks: the aggregate of relative deltas (search / validated), then each
+    task's search score and delta to its best baseline in the metric's units (validated test
+    delta after a slash where validated; ✓: beats it in the paired test)."""
+    from rich.table import Table
+
+    tasks = list(rows[0]["tasks"])
+    table = Table()
+    for col in ("rank", "id", f"{rows[0]['aggregate']['how']} relative Δ (search / validated)",
+                *[f"{t}: search (Δ / validated Δ)" for t in tasks], "origin", "formula"):
+        table.add_column(col, overflow="fold")
+    for i, row in enumerate(rows, 1):
+        agg = row["aggregate"]
+        cells = [f"{agg['search']:+.3f}" + ("" if agg["validated"] is None else f" / {agg['validated']:+.3f}")]
+        for task in tasks:
+            part = row["tasks"][task]
+            val = "" if part["validated_delta"] is None else f" / {part['validated_delta']:+.4f}" + (
+                " ✓" if part["validation"] and part["validation"].get("beats_baseline") else "")
+            delta = "-" if part["delta_to_best_baseline"] is None else f"{part['delta_to_best_baseline']:+.4f}"
+            cells.append(f"{part['mean']:.4f} ({delta}{val})")
+        table.add_row(str(i), str(row["id"]), *cells, row["origin"] or "", row["simplified"])
+    return table
+
+
 def _runs(args: argparse.Namespace) -> int:
     if not Path(args.runs_dir).is_dir():
         problem = "is not a directory" if Path(args.runs_dir).exists() else "does not exist"
         raise ConfigError(f"runs directory {args.runs_dir} {problem}; see --runs-dir")
-    summaries = list_runs(args.runs_dir)
+    from afsearch.report.runs import best_of_run
+
+    summaries = list_runs(args.runs_dir, best_of_run)
     if args.json:
         print(json.dumps([{"name": s.name, "path": str(s.path), "state": s.state, "error": s.error,
                            "best": None if s.best is None else {
@@ -167,7 +197,7 @@ def show_candidate(args: argparse.Namespace) -> int:
         if ev["status"] == "failed":
             print(f"      failed: {ev['reason']}")
     for val in info["validations"]:
-        print(f"  validation round {val['round']}: {val['seeds']} fresh seeds, {val['steps']} steps: "
+        print(f"  validation round {val['round']} on {val['task']}: {val['seeds']} fresh seeds, {val['steps']} steps: "
               + validation_line(val))
     return 0
 

@@ -14,11 +14,10 @@ from afsearch.cli import bounded_int
 from afsearch.cli.common import (
     MAX_TOP,
     add_run_arg,
-    bits_per_byte_task,
     key_value_options,
-    validation_line,
+    validation_lines,
 )
-from afsearch.defaults import OUTCOMES
+from afsearch.defaults import OUTCOMES, TASK_AGGREGATES
 from afsearch.evaluate.metric import compared_with_best_baseline, get_metric
 from afsearch.report.readable import shown
 from afsearch.search.config import LIMITS, SearchConfig, parse_duration
@@ -56,7 +55,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.strategy_option:
         out["strategy_options"] = key_value_options(args.strategy_option, "--strategy-option", "population=100")
     if args.extra_task:
-        out["extra_tasks"] = list(args.extra_task)
+        out["extra_tasks"] = [] if args.extra_task == ["none"] else list(args.extra_task)
+    if args.task_aggregate is not None:
+        out["task_aggregate"] = args.task_aggregate
     if args.objective:
         out["objectives"] = [o.strip() for o in ",".join(args.objective).split(",") if o.strip()]
     if args.baselines is not None:
@@ -120,14 +121,30 @@ def _print_summary(summary: Any, validation: Any) -> None:
         delta = "" if summary.best_baseline is None else \
             f" ({compared_with_best_baseline(metric.delta(summary.best.mean, summary.best_baseline))})"
         print(f"best: {metric.name} {summary.best.mean:.4f}  {shown(summary.best.candidate)}{delta}")
+        print(*_tasks_line(summary.run, summary.best.candidate.id), sep="", end="")
     if validation is not None:
         print(f"validation on {validation['seeds']} fresh seeds (test {validation.get('metric', 'accuracy')}; "
               f"{validation['test']}):")
-        bits = bits_per_byte_task(validation.get("task"))
-        for row in validation["rows"]:
-            print("  " + validation_line(row, bits))
+        for line in validation_lines(validation):
+            print("  " + line)
     if summary.state == "stopped":
         print(_resume_hint(summary.run))
+
+
+def _tasks_line(run: Path, candidate_id: int) -> list[str]:
+    """For a run on several tasks, the best candidate's aggregate and per-task deltas (the
+    score it was ranked by); nothing for one task."""
+    from afsearch.report.runs import leaderboard_rows, run_tasks
+
+    with RunStore.open(run, "ro") as store:
+        if len(run_tasks(store)) < 2:
+            return []
+        row = next((r for r in leaderboard_rows(store, top=10_000) if r["id"] == candidate_id), None)
+    if row is None or not row.get("tasks"):
+        return []
+    per_task = ", ".join(f"{t} {p['relative_delta']:+.3f}" for t, p in row["tasks"].items())
+    return [f"      ranked by the {row['aggregate']['how']} relative delta to each task's best baseline: "
+            f"{row['aggregate']['search']:+.3f} ({per_task})\n"]
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -201,9 +218,8 @@ def _validate(args: argparse.Namespace) -> int:
         print(json.dumps(report))
         return 0
     print(f"validation: {report['seeds']} fresh seeds, {report['steps']} steps, test: {report['test']}")
-    bits = bits_per_byte_task(report.get("task"))
-    for row in report["rows"]:
-        print(validation_line(row, bits))
+    for line in validation_lines(report):
+        print(line)
     return 0
 
 
@@ -215,7 +231,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--task", help="proxy task (default: mnist1d-mlp; see `afsearch eval --help`), or your "
                         "own: path/to/file.py:NAME or package.module:NAME (options: --task-option)")
     search.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="task config, e.g. planted='sin(x)'")
-    search.add_argument("--extra-task", action="append", metavar="TASK", help="also score every candidate on TASK")
+    search.add_argument("--extra-task", action="append", metavar="TASK",
+                        help="also score every candidate on TASK (repeatable); none: the main task alone. "
+                        "Default: the main task's transfer task, so that winners hold on another "
+                        "architecture (mnist1d-mlp: mnist1d-cnn; other tasks: none)")
+    search.add_argument("--task-aggregate", choices=TASK_AGGREGATES,
+                        help="on several tasks, rank by the worst (default) or the mean of the relative "
+                        "deltas to each task's best baseline (share of its errors removed)")
     search.add_argument("--objective", action="append", metavar="LIST", help="objectives for nsga2 (the default strategy when there are several): accuracy,cost,params")
     search.add_argument("--strategy", help="evolution, gp, nsga2, surrogate, tpe, cmaes, random, exhaustive "
                         "(default: nsga2 when --objective names several; else by space: surrogate for formula "

@@ -21,6 +21,9 @@ class Metric:
     #: the EvalResult / TrainResult quantity it is read from: "accuracy" (accuracy, or R^2
     #: clipped to [0, 1] for regression) or "loss" (the training criterion on a split)
     source: str = "accuracy"
+    #: the best value the metric can take (accuracy 1, a loss 0): what a relative delta
+    #: measures the room for improvement against
+    ideal: float = 1.0
 
     @property
     def worst(self) -> float:
@@ -51,6 +54,12 @@ class Metric:
         own units (for a loss, baseline - value)."""
         return value - baseline if self.higher_is_better else baseline - value
 
+    def relative_delta(self, value: float, baseline: float) -> float:
+        """`delta` as a share of the baseline's room for improvement (its distance to `ideal`,
+        at least 0.001): the share of its errors removed, for accuracy. Scale-free, so tasks
+        with different ceilings can be aggregated (`afsearch.search.objectives`)."""
+        return self.delta(value, baseline) / max(abs(self.ideal - baseline), 1e-3)
+
     def sort_key(self, value: float | None) -> tuple[int, float]:
         """Ascending sort key: best first, non-finite / missing last."""
         if not self.finite(value):
@@ -68,8 +77,8 @@ def compared_with_best_baseline(delta: float) -> str:
     return f"{delta:+.4f}: {verdict} than the best baseline"
 
 
-ACCURACY = Metric("accuracy", True, "accuracy")
-LOSS = Metric("loss", False, "loss")
+ACCURACY = Metric("accuracy", True, "accuracy", ideal=1.0)
+LOSS = Metric("loss", False, "loss", ideal=0.0)
 #: the registry a task's metric name is resolved against (the LM task adds "perplexity"-style
 #: lower-is-better entries here)
 METRICS: dict[str, Metric] = {m.name: m for m in (ACCURACY, LOSS)}

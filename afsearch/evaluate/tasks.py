@@ -258,6 +258,9 @@ class TaskSpec:
     complete: Callable[[Any], Any] | None = None
     #: the score is a cross-entropy in nats per byte: displays add bits per byte (loss / ln 2)
     bits_per_byte: bool = False
+    #: tasks of other architectures a search on this task also scores every candidate on when
+    #: it names no extra tasks (`SearchConfig.extra_tasks` None), so that its winners transfer
+    transfer: tuple[str, ...] = ()
 
 
 def _n_in(data: Data) -> int:
@@ -275,7 +278,7 @@ TASKS: dict[str, TaskSpec] = {
         MNIST1DConfig, _load_mnist1d,
         lambda c, d, act, na: models.mlp([_n_in(d), *c.hidden, 10], act),
         Recipe(steps=1200, batch_size=100, lr=3e-3), 10,
-        doc="MNIST-1D (offline generator), 40-100-100-10 MLP", pack=MLP_PACK),
+        doc="MNIST-1D (offline generator), 40-100-100-10 MLP", pack=MLP_PACK, transfer=("mnist1d-cnn",)),
     "mnist1d-cnn": TaskSpec(
         MNIST1DConfig, _load_mnist1d,
         lambda c, d, act, na: models.cnn1d(_n_in(d), 10, act, na, c.channels),

@@ -62,6 +62,9 @@ class LiveDisplay:
         self.failures = 0
         self.cache_hits = 0
         self.done = 0
+        #: the run's main task (from the start event): a candidate counts once, when its result
+        #: there arrives; results on a run's other tasks are shown with their task's name
+        self.main_task: str | None = None
         self.in_flight = 0
         self.capacity = 0
         self.live: Live | None = None
@@ -92,6 +95,7 @@ class LiveDisplay:
         if event.kind == "start" and d.get("metric"):
             self.metric = get_metric(d["metric"])
         if event.kind == "start":
+            self.main_task = (d.get("config") or {}).get("task")
             self.capacity = int(d.get("capacity", 0))
             self.done = int(d.get("done", 0))  # a resumed run counts on from its earlier results
             self.progress.update(self.task_id, completed=min(self.done, self.budget))
@@ -101,10 +105,18 @@ class LiveDisplay:
             else:
                 self._plain(f"run {d['run']}: {self.budget} evaluations on {self.capacity} worker(s)")
         elif event.kind == "baseline":
-            if d.get("score") is not None:
-                self.baselines[d.get("name") or d["formula"]] = float(d["score"])
             score = f"{d['score']:.4f}" if d.get("score") is not None else d.get("status")
-            self._plain(f"baseline {d.get('name')}: {score}")
+            if not self._on_main_task(d):
+                self._plain(f"baseline {d.get('name')} on {d['task']}: {score}")
+            else:
+                if d.get("score") is not None:
+                    self.baselines[d.get("name") or d["formula"]] = float(d["score"])
+                self._plain(f"baseline {d.get('name')}: {score}")
+        elif event.kind == "result" and not self._on_main_task(d):
+            self.in_flight = int(d.get("in_flight", 0))
+            score = f"{d['score']:.4f}" if d.get("score") is not None else ""
+            self._plain(f"   {d['task']}: {d['status']:<8} {score:<7} {d['formula']}"
+                        + (f"  ({d['stage']}: {d['reason']})" if d["status"] != "done" else ""))
         elif event.kind == "result":
             self.done += 1
             self.in_flight = int(d.get("in_flight", 0))
@@ -125,6 +137,9 @@ class LiveDisplay:
             self.progress.update(self.task_id, completed=min(int(d.get("trained", 0)), self.budget))
         if self.live is not None:
             self.live.update(self._render())
+
+    def _on_main_task(self, data: dict[str, Any]) -> bool:
+        return self.main_task is None or data.get("task") in (None, self.main_task)
 
     def _plain(self, line: str) -> None:
         if not self.interactive:  # a log file or a pipe: whole lines, no wrapping

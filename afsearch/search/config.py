@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from afsearch.defaults import BACKENDS, DEFAULT_TASK
+from afsearch.defaults import BACKENDS, DEFAULT_TASK, TASK_AGGREGATES
 from afsearch.errors import AfsearchError, ConfigError, plain_key, shorten
 from afsearch.reference import DEFAULT_BASELINES, get_reference
 from afsearch.search.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
@@ -33,8 +33,14 @@ class SearchConfig:
     task: str = DEFAULT_TASK
     #: options of the main task, e.g. {planted = "sin(x)"} for teacher-student
     task_config: dict[str, Any] = field(default_factory=dict)
-    #: extra tasks each candidate is also scored on (multi-task / NSGA-II objectives)
-    extra_tasks: list[str] = field(default_factory=list)
+    #: extra tasks each candidate is also scored on; None: the main task's transfer tasks
+    #: (`TaskSpec.transfer`: mnist1d-mlp adds mnist1d-cnn), resolved and recorded when the run
+    #: is created; [] scores on the main task alone
+    extra_tasks: list[str] | None = None
+    #: how a search on several tasks ranks: the "worst" (default) or the "mean" of the per-task
+    #: relative deltas to each task's best baseline (`afsearch.search.objectives`); measured
+    #: by `scripts/bench_proxy.py --transfer` (README, "Winners that transfer")
+    task_aggregate: str = "worst"
     strategy: str | None = None  # None: the space's default (`default_strategy_for`)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     #: objectives for multi-objective strategies: accuracy (per task), cost (activation cost), params
@@ -123,6 +129,9 @@ class SearchConfig:
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown or not self.objectives:
             raise bad("objectives", f"unknown objective(s) {shorten(unknown)}; allowed: {', '.join(OBJECTIVES)}")
+        if self.task_aggregate not in TASK_AGGREGATES:
+            raise bad("task_aggregate", f"unknown aggregate {shorten(self.task_aggregate)}; allowed: "
+                      f"{', '.join(TASK_AGGREGATES)}")
         if self.scheduler not in SCHEDULERS:
             raise bad("scheduler", f"unknown scheduler {shorten(self.scheduler)}; allowed: {', '.join(SCHEDULERS)}")
         if not self.ladder and SCHEDULERS[self.scheduler].across_candidates:
@@ -158,7 +167,17 @@ class SearchConfig:
 
     @property
     def tasks(self) -> list[str]:
-        return [self.task, *[t for t in self.extra_tasks if t != self.task]]
+        """The main task, then the extra ones (None before `resolve_extra_tasks`: none)."""
+        return [self.task, *[t for t in self.extra_tasks or [] if t != self.task]]
+
+    def resolve_extra_tasks(self) -> None:
+        """None -> the main task's transfer tasks (a built-in task's `TaskSpec.transfer`; none
+        for user tasks), so that config.toml records the list the run scores on."""
+        if self.extra_tasks is None:
+            from afsearch.evaluate.tasks import TASKS
+
+            spec = TASKS.get(self.task)
+            self.extra_tasks = list(spec.transfer) if spec is not None else []
 
     def steps_for(self, task: str) -> int:
         """Training steps of one evaluation on `task` (``steps`` or the task's default)."""
@@ -239,12 +258,12 @@ def _num(value: float | None) -> str:
 
 def _expect_types(config: SearchConfig, source: str) -> None:
     expected: dict[str, tuple[type, ...]] = {
-        "space": (str,), "task": (str,), "task_config": (dict,), "extra_tasks": (list,), "strategy": (str, type(None)),
+        "space": (str,), "task": (str,), "task_config": (dict,), "extra_tasks": (list, type(None)), "strategy": (str, type(None)),
         "strategy_options": (dict,), "objectives": (list,), "budget": (int,),
         "time_limit_s": (int, float, type(None)), "steps": (int, type(None)), "seeds": (int,),
         "seed": (int,), "name": (str, type(None)), "backend": (str,), "workers": (int, type(None)),
         "ray_address": (str, type(None)), "cpus_per_trial": (int, float), "gpus_per_trial": (int, float),
-        "timeout_s": (int, float), "pack": (int, type(None)), "ladder": (bool,), "scheduler": (str,), "baselines": (list, type(None)),
+        "timeout_s": (int, float), "pack": (int, type(None)), "ladder": (bool,), "scheduler": (str,), "task_aggregate": (str,), "baselines": (list, type(None)),
         "seed_population": (bool,),
         "validate_top": (int,), "validate_seeds": (int,), "validate_steps": (int, type(None)),
         "data_dir": (str, type(None)), "user_tasks": (dict,), "device": (str,),

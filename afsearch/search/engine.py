@@ -100,6 +100,7 @@ class Search:
         self._formed: list[list[int]] = []  # packs of an earlier run of this search, to submit again
         self._started = time.monotonic()
         self._elapsed_before = 0.0  # of earlier runs of this search (from the snapshot)
+        self._references: dict[str, float | None] | None = None  # see `_baseline_references`
 
     @property
     def trained(self) -> int:
@@ -502,6 +503,7 @@ class Search:
                     eval_id = self.store.queue_evaluation(cid, task, self.train_seeds[0], steps)
                     self.state.pending[eval_id] = PendingEval(BASELINE, task, fp, cid, candidate, [], ref.name)
             self.state.baselines_submitted = True
+            self._tell_deferred()  # every baseline may already have a result (a resumed run)
             self._snapshot()
         submitted = {e for job in self._jobs.values() for e in job.eval_ids} | set(self._ready)
         self._ready.extend(e for e, info in sorted(self.state.pending.items())
@@ -523,6 +525,7 @@ class Search:
             for eval_id, result in zip(in_flight.eval_ids, reply.results, strict=True):
                 if eval_id in self.state.pending:
                     events.append(self._record_one(eval_id, job.worker, result))
+            self._tell_deferred()
             self._snapshot()
         for event in events:
             self._emit(*event)
@@ -556,17 +559,55 @@ class Search:
         entry = self.state.open_proposals[key]
         if set(entry.results) != set(self.config.tasks):
             return None
+        references = None
+        if len(self.config.tasks) > 1:
+            references = self._baseline_references()
+            if references is None:
+                return None  # told once the baselines are in (`_tell_deferred`)
         results = {task: _result_or_none(metrics) for task, metrics in entry.results.items()}
-        outcome = outcome_from_results(results, self.config.objectives)
+        outcome = outcome_from_results(results, self.config.objectives, references, self.config.task_aggregate)
         self.strategy.tell(entry.proposal, outcome)
         del self.state.open_proposals[key]
         return outcome
 
+    def _baseline_references(self) -> dict[str, float | None] | None:
+        """Task -> the search score of its best baseline (None where every baseline failed or
+        none was asked for), once no baseline is still queued or training (None before): a
+        search on several tasks ranks every candidate by its deltas to these, so it waits for
+        all of them rather than compare with a partial set."""
+        if self._references is not None:
+            return self._references
+        if not self.state.baselines_submitted or any(i.is_baseline for i in self.state.pending.values()):
+            return None
+        references: dict[str, float | None] = {}
+        for task in self.config.tasks:
+            metric = task_metric(task, self.config.user_tasks)
+            entries = self.store.leaderboard(top=None, task=task, budget=self.config.steps_for(task),
+                                             higher_is_better=metric.higher_is_better)
+            references[task] = metric.best([e.mean for e in entries
+                                            if e.candidate.origin == BASELINE and e.mean is not None])
+        self._references = references  # baselines train once per run: final from here on
+        return references
+
+    def _tell_deferred(self) -> None:
+        """Tell the proposals that waited for the baselines (inside the caller's transaction)."""
+        if len(self.config.tasks) > 1 and self.state.open_proposals and self._baseline_references() is not None:
+            for key in list(self.state.open_proposals):
+                self._maybe_tell(key)
+
     # -- reporting ---------------------------------------------------------------------------
     def leaderboard(self, top: int = 10, include_baselines: bool = True) -> list[LeaderboardEntry]:
+        """The main task's entries, best first: on several tasks in the order of the run's
+        aggregate (`afsearch.report.runs.leaderboard_rows`), listing only candidates scored on
+        every task."""
         entries = self.store.leaderboard(top=10_000, task=self.config.task,
                                          budget=self.config.steps_for(self.config.task),
                                          higher_is_better=self.config.metric.higher_is_better)
+        if len(self.config.tasks) > 1:
+            from afsearch.report.runs import leaderboard_rows
+
+            order = {row["id"]: i for i, row in enumerate(leaderboard_rows(self.store, top=10_000))}
+            entries = sorted((e for e in entries if e.candidate.id in order), key=lambda e: order[e.candidate.id])
         if not include_baselines:
             entries = [e for e in entries if e.candidate.origin != BASELINE]
         return entries[:top]

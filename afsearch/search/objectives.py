@@ -4,24 +4,55 @@ by and the objectives of multi-objective strategies."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from afsearch.defaults import FAILED, REJECTED
+from afsearch.defaults import FAILED, REJECTED, TASK_AGGREGATES
 from afsearch.evaluate.result import EvalResult
 from afsearch.search.strategies.base import Outcome
 
 
-def outcome_from_results(results: dict[str, EvalResult | None], objectives: list[str]) -> Outcome:
+def aggregate_deltas(deltas: Sequence[float], how: str) -> float:
+    """One score from each task's relative delta to its best baseline (`Metric.relative_delta`;
+    positive: better than it): the worst of them, or their mean (`afsearch.defaults.TASK_AGGREGATES`)."""
+    if how == "mean":
+        return sum(deltas) / len(deltas)
+    if how == "worst":
+        return min(deltas)
+    raise ValueError(f"unknown task aggregate {how!r}; allowed: {', '.join(TASK_AGGREGATES)}")
+
+
+def task_delta(result: EvalResult, best_baseline: float | None) -> float:
+    """What one task contributes to the aggregate: the relative delta of the result's value to
+    the task's best baseline; without a baseline (none asked for, or all failed), the
+    oriented value itself."""
+    if best_baseline is None:
+        return result.score
+    return result.metric_spec.relative_delta(result.value, best_baseline)
+
+
+def outcome_from_results(results: dict[str, EvalResult | None], objectives: list[str],
+                         best_baselines: dict[str, float | None] | None = None,
+                         aggregate: str = "worst") -> Outcome:
     """Aggregate per-task results into what a strategy learns (None = failed outright).
     Strategies maximise, so scores and objectives are the metric's value oriented higher-is-
     better (`EvalResult.score`: a loss is negated here and nowhere a user reads); the
-    "accuracy" objective is each task's metric, whatever it is."""
+    "accuracy" objective is each task's metric, whatever it is.
+
+    On one task the score is that task's oriented value. On several it is `aggregate` over the
+    tasks of `task_delta` to `best_baselines[task]` (each task's best baseline, raw), so that
+    the search ranks as the leaderboard does."""
     ok = [r for r in results.values() if r is not None and r.ok and math.isfinite(r.score)]
     if len(ok) != len(results):
         statuses = [r.status if r is not None else "failed" for r in results.values()]
         status = FAILED if FAILED in statuses else REJECTED
         intermediate = intermediate_values(next((r for r in results.values() if r is not None), None))
         return Outcome(-math.inf, [-math.inf] * _n_objectives(objectives, len(results)), status, intermediate)
-    score = sum(r.score for r in ok) / len(ok)
+    if len(results) == 1:
+        score = ok[0].score
+    else:
+        bests = best_baselines or {}
+        score = aggregate_deltas([task_delta(r, bests.get(task)) for task, r in results.items()
+                                  if r is not None], aggregate)
     objs: list[float] = []
     for objective in objectives:
         if objective == "accuracy":

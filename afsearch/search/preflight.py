@@ -67,7 +67,8 @@ def record_user_tasks(config: SearchConfig) -> None:
         return parse_reference(task).canonical if is_reference(task) else task
 
     config.task = canonical(config.task)
-    config.extra_tasks = [canonical(t) for t in config.extra_tasks]
+    config.resolve_extra_tasks()
+    config.extra_tasks = [canonical(t) for t in config.extra_tasks or []]
     config.user_tasks = {t: task_record(t, config.task_config_for(t)) for t in config.tasks if is_reference(t)}
     if config.pack is not None and config.pack > 1:
         for ref in config.user_tasks:

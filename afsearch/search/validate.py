@@ -25,9 +25,10 @@ from afsearch.report.runs import (
     BASELINE,
     VALIDATION_FILE,
     leaderboard_rows,
-    main_task_and_steps,
     record_candidate,
     run_metric,
+    run_tasks,
+    search_order,
 )
 from afsearch.search.config import SearchConfig
 from afsearch.search.events import SearchEvent
@@ -51,18 +52,73 @@ def test_name(metric: Metric) -> str:
 
 def validate_run(store: RunStore, config: SearchConfig, executor: Executor | None = None,
                  on_event: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Retrain the top `config.validate_top` by search score beside the baselines on fresh
+    seeds, on every task of the run (one round; all of its jobs run together). The report is
+    the main task's, as it always was, plus "tasks": one such report per task, and
+    "beats_every_task": the ids of the winners that beat the best baseline on each task."""
     import json
 
-    task, search_steps = main_task_and_steps(store)
-    _check_user_task(config, task)
+    tasks = run_tasks(store)
+    for task, _, _ in tasks:
+        _check_user_task(config, task)
     metric = run_metric(store)
-    hib = metric.higher_is_better
-    steps = config.validate_steps or search_steps
     seeds = validation_seeds(config.seed, _next_round(store), config.validate_seeds)
     # chosen by search score, never by an earlier validation: validating again must not just
     # confirm the previous round's picks when the search has found better candidates since
-    rows = sorted(leaderboard_rows(store, top=10_000), key=lambda r: rank_key(r["mean"], None, r["id"], hib))
+    rows = search_order(leaderboard_rows(store, top=10_000), metric.higher_is_better)
     top = [r for r in rows if r["origin"] != BASELINE][: config.validate_top]
+    plans = [(task, config.validate_steps or steps, task_metric_, _entries(store, config, top))
+             for task, steps, task_metric_ in tasks]
+    own = executor is None
+    if executor is None:
+        executor = executor_for(config)
+    started = time.time()
+    requests = {}
+    try:
+        for t, (task, steps, _, entries) in enumerate(plans):
+            task_config = config.task_config_for(task)
+            for i, entry in enumerate(entries):
+                requests[f"v{t}_{i}"] = (entry, EvalRequest(
+                    (entry["candidate"],), task, steps, tuple(seeds), ladder=None, task_config=task_config,
+                    device=None if config.device == "auto" else config.device))
+        for job_id, (_, request) in requests.items():
+            executor.submit(Job(job_id, request.to_json(), config.timeout_s * len(seeds)))
+        remaining = len(requests)
+        while remaining:
+            for job in executor.poll(timeout=1.0):
+                remaining -= 1
+                entry, request = requests[job.job_id]
+                (res,) = EvalReply.from_job(request, job).results
+                entry["per_seed"] = res.test_values() if res.ok else []
+                if not res.ok:
+                    entry["error"] = res.reason if res.stage == WORKER_STAGE else \
+                        f"{res.status} at {res.stage}: {res.reason}"
+    finally:
+        if own:
+            executor.shutdown()
+
+    number = None
+    reports = []
+    for task, steps, task_metric_, entries in plans:
+        report = _task_report(task, steps, seeds, task_metric_, entries)
+        number = store.add_validation_round(task, steps, seeds, [_result(e) for e in entries], number)
+        reports.append({"round": number, **report})
+    main = dict(reports[0])
+    main["seconds"] = time.time() - started
+    if len(reports) > 1:
+        main["tasks"] = reports
+        main["beats_every_task"] = [r["id"] for r in top if all(
+            any(row["id"] == r["id"] and row["beats_baseline"] for row in rep["rows"]) for rep in reports)]
+    write_atomic(store.path / VALIDATION_FILE, json.dumps(main, indent=2) + "\n")
+    store.log(f"validation round {number}: top {len(top)} on {len(seeds)} fresh seeds on "
+              f"{', '.join(f'{t} ({s} steps)' for t, s, _, _ in plans)}")
+    if on_event is not None:
+        on_event(SearchEvent("validate", {"rows": main["rows"], "best_baseline": main["best_baseline"]}))
+    return main
+
+
+def _entries(store: RunStore, config: SearchConfig, top: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What one task's validation trains: the winners, then the baselines."""
     entries: list[dict[str, Any]] = []
     for row in top:
         record = store.candidate(row["id"])
@@ -74,53 +130,30 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
         existing = store.candidate_by_fingerprint(cand.fingerprint())
         entries.append({"id": existing.id if existing else None, "formula": ref.formula, "baseline": True,
                         "name": ref.name, "candidate": cand})
+    return entries
 
-    own = executor is None
-    if executor is None:
-        executor = executor_for(config)
-    started = time.time()
-    task_config = config.task_config_for(task)
-    requests = [EvalRequest((entry["candidate"],), task, steps, tuple(seeds), ladder=None, task_config=task_config,
-                            device=None if config.device == "auto" else config.device) for entry in entries]
-    try:
-        for i, request in enumerate(requests):
-            executor.submit(Job(f"v{i}", request.to_json(), config.timeout_s * len(seeds)))
-        remaining = len(entries)
-        while remaining:
-            for job in executor.poll(timeout=1.0):
-                i = int(job.job_id[1:])
-                remaining -= 1
-                (res,) = EvalReply.from_job(requests[i], job).results
-                entries[i]["per_seed"] = res.test_values() if res.ok else []
-                if not res.ok:
-                    entries[i]["error"] = res.reason if res.stage == WORKER_STAGE else \
-                        f"{res.status} at {res.stage}: {res.reason}"
-    finally:
-        if own:
-            executor.shutdown()
 
+def _task_report(task: str, steps: int, seeds: list[int], metric: Metric,
+                 entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One task's part of a validation round: means, the paired comparison with the best
+    baseline, rows best first (`entries` is sorted in place)."""
     for entry in entries:
         values = [v for v in entry.get("per_seed", []) if math.isfinite(v)]
+        entry.setdefault("per_seed", [])
         entry["mean"] = statistics.fmean(values) if values else -math.inf
         entry["std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        entry.pop("candidate")
+        entry.pop("candidate", None)
     baselines = [e for e in entries if e["baseline"] and e["per_seed"]]
     best = max(baselines, key=lambda e: metric.oriented(e["mean"])) if baselines else None
     _compare(entries, best, metric)
+    hib = metric.higher_is_better
     entries.sort(key=lambda e: rank_key(e["mean"], None, 0, hib))  # stable: ties keep their order
-    number = store.add_validation_round(task, steps, seeds, [_result(e) for e in entries])
-    report = {
-        "round": number, "task": task, "steps": steps, "seeds": len(seeds), "seed_values": seeds,
+    return {
+        "task": task, "steps": steps, "seeds": len(seeds), "seed_values": seeds,
         "metric": metric.name, "higher_is_better": hib, "test": test_name(metric),
         "best_baseline": None if best is None else {"name": best.get("name"), "mean": best["mean"], "std": best["std"]},
         "rows": [{**e, "mean": e["mean"] if math.isfinite(e["mean"]) else None} for e in entries],
-        "seconds": time.time() - started,
     }
-    write_atomic(store.path / VALIDATION_FILE, json.dumps(report, indent=2) + "\n")
-    store.log(f"validation round {number}: top {len(top)} on {len(seeds)} fresh seeds ({steps} steps)")
-    if on_event is not None:
-        on_event(SearchEvent("validate", {"rows": report["rows"], "best_baseline": report["best_baseline"]}))
-    return report
 
 
 def _compare(entries: list[dict[str, Any]], best: dict[str, Any] | None, metric: Metric) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,15 +41,18 @@ def resolve_run(run: str | os.PathLike[str], runs_dir: str | os.PathLike[str] = 
     )
 
 
-def list_runs(runs_dir: str | os.PathLike[str] = "runs") -> list[RunSummary]:
+def list_runs(runs_dir: str | os.PathLike[str] = "runs",
+              best: Callable[[RunStore], LeaderboardEntry | None] | None = None) -> list[RunSummary]:
     """Every run in runs_dir, by name. Reads only, so it works while searches are running; a
-    broken run is listed as "unreadable" with the reason instead of stopping the listing."""
+    broken run is listed as "unreadable" with the reason instead of stopping the listing.
+    `best` picks each run's best entry (default `best_entry`; the CLI passes the report
+    layer's, which ranks a run on several tasks by its aggregate)."""
     summaries = []
     for path in _run_dirs(Path(runs_dir)):
         try:
             with RunStore.open(path, "ro") as store, store.reading():
                 summaries.append(
-                    RunSummary(path.name, path, store.state, store.counts(), best_entry(store))
+                    RunSummary(path.name, path, store.state, store.counts(), (best or best_entry)(store))
                 )
         except RunStoreError as e:
             summaries.append(RunSummary(path.name, path, "unreadable", None, None, str(e)))
@@ -58,7 +62,9 @@ def list_runs(runs_dir: str | os.PathLike[str] = "runs") -> list[RunSummary]:
 def best_entry(store: RunStore) -> LeaderboardEntry | None:
     """The run's best candidate in leaderboard order, baselines excluded (they are references
     the search compares with, not its results)."""
-    return next((e for e in store.leaderboard(top=None) if e.candidate.origin != BASELINE_ORIGIN), None)
+    task = store.config.get("task")
+    entries = store.leaderboard(top=None, task=task if isinstance(task, str) else None)
+    return next((e for e in entries if e.candidate.origin != BASELINE_ORIGIN), None)
 
 
 def _run_dirs(runs_dir: Path) -> list[Path]:

@@ -441,14 +441,17 @@ class RunStore:
     # ---- validation ------------------------------------------------------------------------
 
     def add_validation_round(
-        self, task: str, steps: int, seeds: Sequence[int], results: Sequence[ValidationResult]
+        self, task: str, steps: int, seeds: Sequence[int], results: Sequence[ValidationResult],
+        number: int | None = None,
     ) -> int:
         """Record one validation round (all its results together); returns its round number.
-        Earlier rounds are kept: validating again adds evidence, it does not replace it."""
+        Earlier rounds are kept: validating again adds evidence, it does not replace it. A
+        round on several tasks records each task with the `number` the first one returned."""
         now = time.time()
         with self.transaction():
-            (last,) = self._conn.execute("SELECT COALESCE(MAX(round), 0) FROM validations").fetchone()
-            number = int(last) + 1
+            if number is None:
+                (last,) = self._conn.execute("SELECT COALESCE(MAX(round), 0) FROM validations").fetchone()
+                number = int(last) + 1
             self._conn.executemany(
                 "INSERT INTO validations (round, candidate_id, formula, baseline, task, steps,"
                 " seeds_json, per_seed_json, mean, std, p_value, beats_baseline, error, created_at)"
