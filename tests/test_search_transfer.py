@@ -131,3 +131,12 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_a_damaged_aggregate_in_config_toml_is_refused_in_one_line(tmp_path):
+    from afsearch.errors import RunStoreError
+
+    config = {"budget": 1, "task": "mnist1d-mlp", "extra_tasks": ["mnist1d-cnn"], "task_aggregate": "best"}
+    with RunStore.create(tmp_path / "run", config) as store:
+        with pytest.raises(RunStoreError, match="config.toml is damaged: task_aggregate 'best' is not one of"):
+            leaderboard_rows(store)

@@ -42,7 +42,16 @@ def run_tasks(store: RunStore) -> list[tuple[str, int, Metric]]:
 
 
 def run_aggregate(store: RunStore) -> str:
-    return str(store.config.get("task_aggregate", "worst"))
+    """How the run ranks over its tasks (`SearchConfig.task_aggregate`; runs from before it
+    existed read as the default)."""
+    from afsearch.defaults import TASK_AGGREGATES
+    from afsearch.errors import RunStoreError
+
+    how = store.config.get("task_aggregate", TASK_AGGREGATES[0])
+    if how not in TASK_AGGREGATES:
+        raise RunStoreError(f"run {store.name!r}: config.toml is damaged: task_aggregate {how!r} is not one of "
+                            f"{', '.join(TASK_AGGREGATES)}")
+    return str(how)
 
 
 def run_metric(store: RunStore) -> Metric:

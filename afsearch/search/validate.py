@@ -99,10 +99,11 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
 
     number = None
     reports = []
-    for task, steps, task_metric_, entries in plans:
-        report = _task_report(task, steps, seeds, task_metric_, entries)
-        number = store.add_validation_round(task, steps, seeds, [_result(e) for e in entries], number)
-        reports.append({"round": number, **report})
+    with store.transaction():  # a round on several tasks is recorded whole or not at all
+        for task, steps, task_metric_, entries in plans:
+            report = _task_report(task, steps, seeds, task_metric_, entries)
+            number = store.add_validation_round(task, steps, seeds, [_result(e) for e in entries], number)
+            reports.append({"round": number, **report})
     main = dict(reports[0])
     main["seconds"] = time.time() - started
     if len(reports) > 1:
