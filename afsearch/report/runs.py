@@ -156,7 +156,7 @@ def _multi_task_rows(store: RunStore, tasks: list[tuple[str, int, Metric]],
     strategy was told); candidates validated on every task first, by the same aggregate of
     their validated test deltas (each to the best baseline of its round). Each row keeps the
     per-task raw deltas too, in the metric's units, for display."""
-    from afsearch.search.objectives import aggregate_deltas
+    from afsearch.search.objectives import aggregate_deltas, task_delta
 
     how = run_aggregate(store)
     per_task: dict[str, dict[int, LeaderboardEntry]] = {}
@@ -179,7 +179,7 @@ def _multi_task_rows(store: RunStore, tasks: list[tuple[str, int, Metric]],
             assert e.mean is not None  # per_task holds finite means only
             b = best[task]
             delta = None if b is None else metric.delta(e.mean, b)
-            search_deltas.append(metric.oriented(e.mean) if b is None else metric.relative_delta(e.mean, b))
+            search_deltas.append(task_delta(metric, e.mean, b))
             v = e.validated
             v_delta = v_relative = None
             if v is not None and v.result.mean is not None and (v.round, task) in round_best:

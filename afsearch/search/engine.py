@@ -579,13 +579,14 @@ class Search:
             return self._references
         if not self.state.baselines_submitted or any(i.is_baseline for i in self.state.pending.values()):
             return None
+        from afsearch.report.runs import best_baseline_of
+
         references: dict[str, float | None] = {}
         for task in self.config.tasks:
             metric = task_metric(task, self.config.user_tasks)
             entries = self.store.leaderboard(top=None, task=task, budget=self.config.steps_for(task),
                                              higher_is_better=metric.higher_is_better)
-            references[task] = metric.best([e.mean for e in entries
-                                            if e.candidate.origin == BASELINE and e.mean is not None])
+            references[task] = best_baseline_of(entries, metric)
         self._references = references  # baselines train once per run: final from here on
         return references
 

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 
 from afsearch.defaults import FAILED, REJECTED, TASK_AGGREGATES
+from afsearch.evaluate.metric import Metric
 from afsearch.evaluate.result import EvalResult
 from afsearch.search.strategies.base import Outcome
 
@@ -21,13 +22,13 @@ def aggregate_deltas(deltas: Sequence[float], how: str) -> float:
     raise ValueError(f"unknown task aggregate {how!r}; allowed: {', '.join(TASK_AGGREGATES)}")
 
 
-def task_delta(result: EvalResult, best_baseline: float | None) -> float:
-    """What one task contributes to the aggregate: the relative delta of the result's value to
-    the task's best baseline; without a baseline (none asked for, or all failed), the
-    oriented value itself."""
+def task_delta(metric: Metric, value: float, best_baseline: float | None) -> float:
+    """What one task contributes to the aggregate: the relative delta of `value` to the task's
+    best baseline; without a baseline (none asked for, or all failed), the oriented value
+    itself. The strategy's score and the leaderboard's both come from here."""
     if best_baseline is None:
-        return result.score
-    return result.metric_spec.relative_delta(result.value, best_baseline)
+        return metric.oriented(value)
+    return metric.relative_delta(value, best_baseline)
 
 
 def outcome_from_results(results: dict[str, EvalResult | None], objectives: list[str],
@@ -51,7 +52,7 @@ def outcome_from_results(results: dict[str, EvalResult | None], objectives: list
         score = ok[0].score
     else:
         bests = best_baselines or {}
-        score = aggregate_deltas([task_delta(r, bests.get(task)) for task, r in results.items()
+        score = aggregate_deltas([task_delta(r.metric_spec, r.value, bests.get(task)) for task, r in results.items()
                                   if r is not None], aggregate)
     objs: list[float] = []
     for objective in objectives:
