@@ -188,7 +188,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=None)
-    ap.add_argument("--ratio", type=float, default=LadderConfig().quality_ratio)
+    ap.add_argument("--ratio", type=float, default=None,
+                    help="the gate's main ratio (default: the task's calibration)")
     ap.add_argument("--speed-n", type=int, default=16, help="candidates timed in the speed test")
     ap.add_argument("--pack", type=int, action="append",
                     help="candidates per packed call in the speed test (repeatable; default 8 16)")
@@ -199,7 +200,7 @@ def main() -> None:
     task = get_task("mnist1d-mlp")
     budget = args.budget or task.recipe.steps
     formulas = sample(args.n, args.seed)
-    ladder = LadderConfig(quality_ratio=args.ratio)
+    ladder = LadderConfig(quality_ratio=args.ratio).for_task(task.spec.gate)
     gate_step = ladder.gate_step(budget)
     if args.speed_only:
         from afsearch.evaluate.screen import screen
@@ -211,7 +212,7 @@ def main() -> None:
                    args.pack or [8])
         return
     print(f"{len(formulas)} formulas, mnist1d-mlp, budget {budget} steps, seed 0, 1 thread, "
-          f"gate at step {gate_step}, ratio {args.ratio}")
+          f"gate at step {gate_step}, ratio {ladder.quality_ratio}")
 
     t0 = time.perf_counter()
     recipe = Recipe(**{**task.recipe.__dict__, "steps": budget})

@@ -7,7 +7,7 @@ as polynomials and signed powers, the Swish space's seeds, and random members of
 
 - at the proxy budget (the task's steps, 1 seed, ladder off; validation also recorded at a few
   early steps so that rungs can be replayed: validation never changes a trajectory),
-- at the proxy budget with the default ladder (`LadderConfig()`), as a search would, and
+- at the proxy budget with the default ladder (`LadderConfig()` with the task's calibration), as a search would, and
 - at a long budget (4x the steps, 5 other seeds, ladder off): the ground truth is the mean test
   accuracy over those seeds (a seed whose training diverged counts with the accuracy of its
   non-finite network, 0).
@@ -152,6 +152,9 @@ def ladder_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
+UNIT_KINDS = ("proxy", "ladder", "long", "early")
+
+
 @dataclass(frozen=True)
 class Unit:
     """One job for a worker: `formulas` on `task` with `seed` (one call of the trainer or of
@@ -294,7 +297,7 @@ def _commit() -> str:
 
 # ---------------------------------------------------------------- planning and running
 def plan(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: Protocol,
-         ladder_json: str, long_formulas: dict[str, Sequence[str]] | None = None) -> list[Unit]:
+         ladder_json: dict[str, str], long_formulas: dict[str, Sequence[str]] | None = None) -> list[Unit]:
     """Missing work, cheapest first: proxies, ladder runs, then the long runs, cheap tasks first."""
     units: list[Unit] = []
 
@@ -307,7 +310,7 @@ def plan(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: 
     for task in tasks:
         add("proxy", task, protocol.proxy_seed, formulas)
     for task in tasks:
-        add("ladder", task, protocol.proxy_seed, formulas, ladder_json)
+        add("ladder", task, protocol.proxy_seed, formulas, ladder_json[task])
     for task in sorted(tasks, key=lambda t: task_of(t).recipe.steps * _step_cost(t)):
         for seed in protocol.long_seeds:  # seed by seed: a partial cache has every formula at the same seeds
             add("long", task, seed, formulas)
@@ -452,17 +455,18 @@ def analyse_task(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
         outcome = ladder_outcome(cache, task, both, protocol, config)
         if outcome is None:
             if key == current:
-                print("(the current LadderConfig() has not been run on this task: run without --analyse)")
+                print("(the current LadderConfig() with this task's calibration has not been run on it: run without --analyse)")
             continue
         ladder = outcome if key == current else ladder
-        label = "LadderConfig() of this checkout" if key == current else \
-            f"earlier configuration {key} (commit {cache.ladders[key].get('commit')}): {_config_diff(cache.ladders[key]['config'])}"
+        label = "LadderConfig() of this checkout with the task's calibration" if key == current else \
+            f"other configuration {key} (commit {cache.ladders[key].get('commit')}): {_config_diff(cache.ladders[key]['config'], task)}"
         print(f"ladder: {label}")
         on = {f: (p_scores[f] if outcome[f]["status"] == "done" else -math.inf) for f in both}
         for k in (10, 25):
             print(f"  top-{k} recall (ladder on): {len(_top(on, k) & _top(t_scores, k))}/{k}")
         print_rungs(cache, task, both, protocol, outcome, quartile, truth)
     replay_sweep(cache, task, both, protocol, quartile)
+    oracle_bound(cache, task, both, protocol, quartile, truth)
     return {"truth": truth, "proxy": proxy, "quartile": quartile, "formulas": both}
 
 
@@ -478,10 +482,15 @@ def ladder_outcome(cache: Cache, task: str, formulas: Sequence[str], protocol: P
     return out
 
 
-def _config_diff(config: dict[str, Any]) -> str:
+def current_ladder(task: str) -> Any:
+    """The ladder a search runs on `task`: the default config with the task's gate calibration."""
     from afsearch.evaluate import LadderConfig
 
-    now = dataclasses.asdict(LadderConfig())
+    return LadderConfig().for_task(task_of(task).spec.gate)
+
+
+def _config_diff(config: dict[str, Any], task: str) -> str:
+    now = dataclasses.asdict(current_ladder(task))
     return ", ".join(f"{k}={v}" for k, v in sorted(config.items()) if now.get(k) != v) or "same fields"
 
 
@@ -534,6 +543,7 @@ def replay(cfg: Any, task: str, record: dict[str, Any], relu: dict[str, Any], sc
     from afsearch.evaluate.ladder import constant_loss, quality_threshold
 
     t = task_of(task)
+    cfg = cfg.for_task(t.spec.gate)
     budget = t.recipe.steps
     if screened:
         return "screen", 0
@@ -563,19 +573,19 @@ def replay_sweep(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
     """The current ladder replayed from the proxy's recorded validation with other ratios at its
     two quality checkpoints, on the proxy seed; then the current ratios on the other seeds of
     the top-quartile candidates (`early` runs), the margin the calibration leaves."""
-    from afsearch.evaluate import LadderConfig
     from afsearch.evaluate._formula import static_screen
 
     relu = cache.get(run_key("proxy", task, protocol.proxy_seed, reference_formula("relu")))
     if relu is None:
         return
-    current = LadderConfig()
+    current = current_ladder(task)
     budget = task_of(task).recipe.steps
     checks = current.gate_checks(budget)
     screened = {f for f in formulas if not static_screen(f).passed}
     print(f"  replay with other ratios at the quality checkpoints (steps {', '.join(str(s) for s, _ in checks)}): "
           "rejected by the ladder / false rejections / optimizer steps saved")
-    early_ratios, main_ratios = (0.3, 0.5, 0.6, 0.7, 0.8), (0.5, 0.7, 0.8, 0.9, 0.95)
+    early_ratios = sorted({0.3, 0.5, 0.6, 0.7, 0.8, current.quality_early_ratio})
+    main_ratios = sorted({0.5, 0.7, 0.8, 0.9, 0.95, current.quality_ratio})
     print("    early \\ main " + "".join(f"{r:>14}" for r in main_ratios))
     for early in early_ratios if len(checks) > 1 else (current.quality_early_ratio,):
         cells = []
@@ -601,11 +611,43 @@ def replay_sweep(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
               f"candidates{': ' + '; '.join(f'{f} ({out[f]})' for f in lost) if lost else ''}")
 
 
+def oracle_bound(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol,
+                 quartile: set[str], truth: dict[str, float]) -> None:
+    """How much more any gate could save without a false rejection: the current ladder's
+    survivors outside the top quartile, by their distance below its cut, and the saving of an
+    oracle that rejects at the first gate checkpoint every survivor more than a margin below."""
+    from afsearch.evaluate._formula import static_screen
+
+    relu = cache.get(run_key("proxy", task, protocol.proxy_seed, reference_formula("relu")))
+    if relu is None:
+        return
+    current = current_ladder(task)
+    budget = task_of(task).recipe.steps
+    first = current.gate_checks(budget)[0][0] + current.burst_steps(budget)
+    screened = {f for f in formulas if not static_screen(f).passed}
+    spent: dict[str, int] = {}
+    for f in formulas:
+        rung, steps = replay(current, task, cache.get(run_key("proxy", task, protocol.proxy_seed, f)), relu,
+                             f in screened)
+        spent[f] = steps if rung is not None else -1
+    cut = min(truth[f] for f in quartile)
+    survivors = [f for f in formulas if spent[f] < 0 and f not in quartile]
+    margins = (0.0, 0.01, 0.02, 0.05)
+    below = {m: [f for f in survivors if truth[f] < cut - m] for m in margins}
+    print(f"  {len(survivors)} of the ladder's survivors are outside the top quartile (cut {cut:.4f}); "
+          + ", ".join(f"{len(below[m])} more than {m:.2f} below it" for m in margins[1:]))
+    for m in margins:
+        steps = sum(budget if spent[f] < 0 else spent[f] for f in formulas)
+        steps -= sum(budget - first for f in below[m])
+        print(f"    an oracle rejecting those more than {m:.2f} below the cut at step {first} would save "
+              f"{1 - steps / (budget * len(formulas)):.0%}")
+
+
 def analyse(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: Protocol,
-            ladder_json: str) -> dict[str, dict[str, Any]]:
+            ladder_json: dict[str, str]) -> dict[str, dict[str, Any]]:
     out = {}
     for task in tasks:
-        res = analyse_task(cache, task, formulas, protocol, ladder_json)
+        res = analyse_task(cache, task, formulas, protocol, ladder_json[task])
         if res is not None:
             out[task] = res
     return out
@@ -728,8 +770,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help=f"also train the top {TRANSFER_TOP} by every aggregate on the held-out task and compare")
     ap.add_argument("--held-out", default=HELD_OUT, help="held-out task label (default %(default)s)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N formulas (smoke tests)")
+    ap.add_argument("--kinds", default=",".join(UNIT_KINDS),
+                    help="which missing runs to train (default all: %(default)s)")
     args = ap.parse_args(argv)
-    from afsearch.evaluate import LadderConfig
 
     groups = benchmark_formulas()[: args.limit]
     formulas = [f for _, f in groups]
@@ -740,14 +783,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     tasks = args.tasks.split(",")
     protocol = Protocol.default()
     cache = Cache(args.cache, protocol)
-    config = dataclasses.asdict(LadderConfig())
-    ladder_json = json.dumps(config, sort_keys=True)
-    cache.ladders.setdefault(ladder_key(config), {"config": config, "commit": _commit()})
+    ladder_json = {}
+    for task in tasks:
+        config = dataclasses.asdict(current_ladder(task))
+        ladder_json[task] = json.dumps(config, sort_keys=True)
+        cache.ladders.setdefault(ladder_key(config), {"config": config, "commit": _commit()})
     print(f"{len(formulas)} formulas ({', '.join(f'{g} {sum(1 for x, _ in groups if x == g)}' for g in dict.fromkeys(x for x, _ in groups))}); "
           f"tasks {', '.join(tasks)}; cache {args.cache}")
     if not args.analyse:
         extra = {args.held_out: transfer_candidates(cache, formulas, protocol)} if args.transfer else None
-        units = plan(cache, formulas, tasks, protocol, ladder_json, extra)
+        kinds = set(args.kinds.split(","))
+        if kinds - set(UNIT_KINDS):
+            ap.error(f"--kinds: unknown {', '.join(sorted(kinds - set(UNIT_KINDS)))}; allowed: {', '.join(UNIT_KINDS)}")
+        units = [u for u in plan(cache, formulas, tasks, protocol, ladder_json, extra) if u.kind in kinds]
         print(f"{len(units)} units to train; starting none after {args.minutes:g} min", flush=True)
         left = compute(cache, units, args.workers, args.minutes)
         cache.save()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from afsearch.candidate import Candidate
-from afsearch.evaluate import LadderConfig, evaluate
+from afsearch.evaluate import LadderConfig, evaluate, get_task
 from afsearch.evaluate._formula import static_screen
-from afsearch.evaluate.ladder import QualityGate, quality_threshold
+from afsearch.evaluate.ladder import DEFAULT_GATE, QualityGate, quality_threshold
 
 
 @pytest.mark.parametrize("formula", ["x^1000 * 0",  # inf * 0 = NaN
@@ -72,8 +72,8 @@ def test_quality_gate_rejects_weak_candidate_in_evaluate() -> None:
 
 def test_quality_gate_checks_an_earlier_step_first() -> None:
     cfg = LadderConfig(quality_step=150, quality_early_step=0.05, quality_early_ratio=0.9)
-    assert cfg.gate_checks(300) == [(15, 0.9), (150, cfg.quality_ratio)]
-    assert LadderConfig(quality_early_step=0).gate_checks(300) == [(30, LadderConfig().quality_ratio)]
+    assert cfg.gate_checks(300) == [(15, 0.9), (150, DEFAULT_GATE.ratio)]
+    assert LadderConfig(quality_early_step=0).gate_checks(300) == [(30, DEFAULT_GATE.ratio)]
     gate = QualityGate(step=10, threshold=0.3, baseline=0.5, earlier=[(4, 0.2, 0.3)])
     assert gate.steps == [4, 10]
     assert gate(4, 0.25, 1.0) and gate.record is None  # passed the early checkpoint: go on
@@ -82,6 +82,20 @@ def test_quality_gate_checks_an_earlier_step_first() -> None:
     assert not early(4, 0.1, 1.0) and early.record.stats["threshold"] == 0.2
     r = evaluate("cos(max(x, beta))", budget=300, ladder=cfg, measure_cost=False)  # barely learns
     assert (r.status, r.stage) == ("rejected", "quality") and r.stages[-1].steps == 15, r.reason
+
+
+def test_each_task_gates_at_its_calibrated_checkpoints() -> None:
+    cnn = get_task("mnist1d-cnn").spec.gate
+    assert get_task("mnist1d-mlp").spec.gate == DEFAULT_GATE != cnn
+    assert LadderConfig().gate_checks(1200) == [(24, 0.5), (120, 0.5)]
+    assert LadderConfig().for_task(cnn).gate_checks(600) == [(45, 0.05)]
+    # what a config sets wins over the task's calibration
+    mine = LadderConfig(quality_ratio=0.9, quality_step=0.25, quality_early_step=0.05).for_task(cnn)
+    assert mine.gate_checks(600) == [(30, 0.05), (150, 0.9)]
+    r = evaluate("x * sigmoid(x)", "mnist1d-cnn", budget=200, measure_cost=False)
+    gate = next(s for s in r.stages if s.name == "quality")
+    # passed: the record is of the only checkpoint, 7.5% of this run (the default's last: a tenth)
+    assert gate.passed and gate.stats["step"] == 15, gate
 
 
 def test_failures_are_results() -> None:

@@ -175,6 +175,7 @@ def _gate(cfg: LadderConfig | None, task: Task, recipe: Any, seed: int, device: 
           threads: int | None) -> QualityGate | None:
     if not (cfg and cfg.quality):
         return None
+    cfg = cfg.for_task(task.spec.gate)
     checks = []
     for step, ratio in cfg.gate_checks(recipe.steps):
         base = (_baselines.reference_value_at(task, recipe, seed, step, device, threads)

@@ -13,7 +13,11 @@
     same task, seed and step - chance), in the metric's direction (for a loss: higher is
     worse); the reference is the task's (`TaskSpec.reference`: ReLU, GELU for the LM task);
     with no baseline, worse than chance + `quality_margin` (a loss: `quality_margin` of the way
-    below chance).
+    below chance). Where and how hard it checks is the task's `GateCalibration`
+    (`TaskSpec.gate`) unless the config sets it: architectures differ in how late good
+    functions start (on mnist1d-cnn even functions such as `abs(x)` sit at chance for the first
+    2% of the run and end in the top quartile), so each task's checkpoints are measured on
+    scripts/bench_proxy.py.
 
 Stopping a run by comparing it with the other candidates of a search (median stopping,
 asynchronous successive halving) is a search scheduler's job (`afsearch.search.schedulers`);
@@ -43,31 +47,68 @@ MIN_EARLY_STEP = 10
 
 
 @dataclass(frozen=True)
+class GateCalibration:
+    """Where a task's quality gate checks and how much of the reference's progress it demands
+    there: an early checkpoint (`early_step`, 0: none) and the main one (`step`); a step is a
+    fraction of the budget (< 1) or a step count (>= 1), a ratio is of the reference's
+    above-chance progress at that step. Set per task from scripts/bench_proxy.py so that no
+    candidate in the ground truth's top quartile is rejected."""
+
+    early_step: float = 0.02
+    early_ratio: float = 0.5
+    step: float = 0.1
+    ratio: float = 0.5
+
+
+#: the calibration of a task that states none (measured on mnist1d-mlp)
+DEFAULT_GATE = GateCalibration()
+
+
+@dataclass(frozen=True)
 class LadderConfig:
     screen: bool = True
     stability: bool = True
     stability_steps: float = 0.02  # < 1: fraction of the budget; >= 1: a step count
     stability_bound: float = 100.0  # validation loss / loss of a constant prediction
     quality: bool = True
-    quality_step: float = 0.1  # < 1: fraction of the budget; >= 1: a step count
-    quality_ratio: float = 0.5  # of ReLU's above-chance accuracy at that step
+    # the gate's checkpoints; None: the task's calibration (`for_task`, `TaskSpec.gate`)
+    quality_step: float | None = None  # < 1: fraction of the budget; >= 1: a step count
+    quality_ratio: float | None = None  # of ReLU's above-chance accuracy at that step
     #: an earlier checkpoint of the same gate (0: none), with its own ratio
-    quality_early_step: float = 0.02
-    quality_early_ratio: float = 0.5
+    quality_early_step: float | None = None
+    quality_early_ratio: float | None = None
     quality_margin: float = 0.05  # above chance, when there is no baseline
     quality_baseline: bool = True  # compare with ReLU (False: chance + margin)
 
+    def for_task(self, gate: GateCalibration = DEFAULT_GATE) -> LadderConfig:
+        """This config with the checkpoints it leaves open taken from a task's calibration."""
+        def pick(mine: float | None, theirs: float) -> float:
+            return theirs if mine is None else mine
+
+        return dataclasses.replace(
+            self, quality_step=pick(self.quality_step, gate.step),
+            quality_ratio=pick(self.quality_ratio, gate.ratio),
+            quality_early_step=pick(self.quality_early_step, gate.early_step),
+            quality_early_ratio=pick(self.quality_early_ratio, gate.early_ratio))
+
+    @property
+    def main_ratio(self) -> float:
+        return DEFAULT_GATE.ratio if self.quality_ratio is None else self.quality_ratio
+
     def gate_step(self, budget: int) -> int:
-        return _step(self.quality_step, budget)
+        return _step(DEFAULT_GATE.step if self.quality_step is None else self.quality_step, budget)
 
     def gate_checks(self, budget: int) -> list[tuple[int, float]]:
-        """(step, ratio) of every checkpoint of the quality gate, earliest first. The earlier one
+        """(step, ratio) of every checkpoint of the quality gate, earliest first (checkpoints
+        left open: the default calibration; call `for_task` first for a task's). The earlier one
         is relative to ReLU's progress, so it needs the ReLU baseline (`quality_baseline`), and
         it comes no sooner than `MIN_EARLY_STEP` (before that ReLU has barely left chance)."""
-        last = (self.gate_step(budget), self.quality_ratio)
-        early = (max(_step(self.quality_early_step, budget), MIN_EARLY_STEP)
-                 if self.quality_early_step > 0 and self.quality_baseline else last[0])
-        return [(early, self.quality_early_ratio), last] if early < last[0] else [last]
+        cfg = self.for_task(DEFAULT_GATE)
+        assert cfg.quality_early_step is not None and cfg.quality_early_ratio is not None
+        last = (cfg.gate_step(budget), cfg.main_ratio)
+        early = (max(_step(cfg.quality_early_step, budget), MIN_EARLY_STEP)
+                 if cfg.quality_early_step > 0 and cfg.quality_baseline else last[0])
+        return [(early, cfg.quality_early_ratio), last] if early < last[0] else [last]
 
     def burst_steps(self, budget: int) -> int:
         return _step(self.stability_steps, budget)
@@ -191,6 +232,6 @@ def quality_threshold(cfg: LadderConfig, chance: float, baseline: float | None,
         if metric.higher_is_better:
             return chance + cfg.quality_margin
         return chance - cfg.quality_margin * abs(chance)
-    target = chance + (cfg.quality_ratio if ratio is None else ratio) * (baseline - chance)
+    target = chance + (cfg.main_ratio if ratio is None else ratio) * (baseline - chance)
     # never demand more than the reference itself reached (early on it can be worse than chance)
     return target if metric.better(baseline, target) else baseline
