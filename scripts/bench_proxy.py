@@ -465,8 +465,13 @@ def analyse_task(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
         for k in (10, 25):
             print(f"  top-{k} recall (ladder on): {len(_top(on, k) & _top(t_scores, k))}/{k}")
         print_rungs(cache, task, both, protocol, outcome, quartile, truth)
-    replay_sweep(cache, task, both, protocol, quartile)
-    oracle_bound(cache, task, both, protocol, quartile, truth)
+    relu = cache.get(run_key("proxy", task, protocol.proxy_seed, reference_formula("relu")))
+    if relu is not None:
+        from afsearch.evaluate._formula import static_screen
+
+        screened = {f for f in both if not static_screen(f).passed}
+        replay_sweep(cache, task, both, protocol, quartile, relu, screened)
+        oracle_bound(cache, task, both, protocol, quartile, truth, relu, screened)
     return {"truth": truth, "proxy": proxy, "quartile": quartile, "formulas": both}
 
 
@@ -569,19 +574,21 @@ def replay(cfg: Any, task: str, record: dict[str, Any], relu: dict[str, Any], sc
     return None, spent + budget
 
 
-def replay_sweep(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol, quartile: set[str]) -> None:
+def replay_all(cfg: Any, cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol,
+               relu: dict[str, Any], screened: set[str]) -> dict[str, tuple[str | None, int]]:
+    """`replay` of every formula's proxy run under `cfg`: formula -> (rejecting rung or None, steps)."""
+    return {f: replay(cfg, task, cache.get(run_key("proxy", task, protocol.proxy_seed, f)), relu, f in screened)
+            for f in formulas}
+
+
+def replay_sweep(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol, quartile: set[str],
+                 relu: dict[str, Any], screened: set[str]) -> None:
     """The current ladder replayed from the proxy's recorded validation with other ratios at its
     two quality checkpoints, on the proxy seed; then the current ratios on the other seeds of
     the top-quartile candidates (`early` runs), the margin the calibration leaves."""
-    from afsearch.evaluate._formula import static_screen
-
-    relu = cache.get(run_key("proxy", task, protocol.proxy_seed, reference_formula("relu")))
-    if relu is None:
-        return
     current = current_ladder(task)
     budget = task_of(task).recipe.steps
     checks = current.gate_checks(budget)
-    screened = {f for f in formulas if not static_screen(f).passed}
     print(f"  replay with other ratios at the quality checkpoints (steps {', '.join(str(s) for s, _ in checks)}): "
           "rejected by the ladder / false rejections / optimizer steps saved")
     early_ratios = sorted({0.3, 0.5, 0.6, 0.7, 0.8, current.quality_early_ratio})
@@ -591,13 +598,10 @@ def replay_sweep(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
         cells = []
         for main in main_ratios:
             cfg = dataclasses.replace(current, quality_early_ratio=early, quality_ratio=main)
-            rejected = false = spent = 0
-            for f in formulas:
-                rung, steps = replay(cfg, task, cache.get(run_key("proxy", task, protocol.proxy_seed, f)), relu,
-                                     f in screened)
-                spent += steps
-                rejected += rung is not None
-                false += rung is not None and f in quartile
+            outcome = replay_all(cfg, cache, task, formulas, protocol, relu, screened)
+            spent = sum(steps for _, steps in outcome.values())
+            rejected = sum(rung is not None for rung, _ in outcome.values())
+            false = sum(outcome[f][0] is not None for f in quartile)
             cells.append(f"{rejected:4d}/{false:2d}/{1 - spent / (budget * len(formulas)):4.0%}")
         print(f"    {early:>11}  " + "".join(f"{c:>14}" for c in cells))
     for seed in protocol.early_seeds:
@@ -612,24 +616,15 @@ def replay_sweep(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
 
 
 def oracle_bound(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol,
-                 quartile: set[str], truth: dict[str, float]) -> None:
+                 quartile: set[str], truth: dict[str, float], relu: dict[str, Any], screened: set[str]) -> None:
     """How much more any gate could save without a false rejection: the current ladder's
     survivors outside the top quartile, by their distance below its cut, and the saving of an
     oracle that rejects at the first gate checkpoint every survivor more than a margin below."""
-    from afsearch.evaluate._formula import static_screen
-
-    relu = cache.get(run_key("proxy", task, protocol.proxy_seed, reference_formula("relu")))
-    if relu is None:
-        return
     current = current_ladder(task)
     budget = task_of(task).recipe.steps
     first = current.gate_checks(budget)[0][0] + current.burst_steps(budget)
-    screened = {f for f in formulas if not static_screen(f).passed}
-    spent: dict[str, int] = {}
-    for f in formulas:
-        rung, steps = replay(current, task, cache.get(run_key("proxy", task, protocol.proxy_seed, f)), relu,
-                             f in screened)
-        spent[f] = steps if rung is not None else -1
+    spent = {f: steps if rung is not None else -1
+             for f, (rung, steps) in replay_all(current, cache, task, formulas, protocol, relu, screened).items()}
     cut = min(truth[f] for f in quartile)
     survivors = [f for f in formulas if spent[f] < 0 and f not in quartile]
     margins = (0.0, 0.01, 0.02, 0.05)

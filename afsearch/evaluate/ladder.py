@@ -80,35 +80,35 @@ class LadderConfig:
     quality_margin: float = 0.05  # above chance, when there is no baseline
     quality_baseline: bool = True  # compare with ReLU (False: chance + margin)
 
-    def for_task(self, gate: GateCalibration = DEFAULT_GATE) -> LadderConfig:
-        """This config with the checkpoints it leaves open taken from a task's calibration."""
+    def calibration(self, gate: GateCalibration = DEFAULT_GATE) -> GateCalibration:
+        """The gate's checkpoints: what this config sets, the rest from a task's calibration
+        (the one place that fills them in)."""
         def pick(mine: float | None, theirs: float) -> float:
             return theirs if mine is None else mine
 
-        return dataclasses.replace(
-            self, quality_step=pick(self.quality_step, gate.step),
-            quality_ratio=pick(self.quality_ratio, gate.ratio),
-            quality_early_step=pick(self.quality_early_step, gate.early_step),
-            quality_early_ratio=pick(self.quality_early_ratio, gate.early_ratio))
+        return GateCalibration(early_step=pick(self.quality_early_step, gate.early_step),
+                               early_ratio=pick(self.quality_early_ratio, gate.early_ratio),
+                               step=pick(self.quality_step, gate.step), ratio=pick(self.quality_ratio, gate.ratio))
 
-    @property
-    def main_ratio(self) -> float:
-        return DEFAULT_GATE.ratio if self.quality_ratio is None else self.quality_ratio
+    def for_task(self, gate: GateCalibration = DEFAULT_GATE) -> LadderConfig:
+        """This config with the checkpoints it leaves open taken from a task's calibration."""
+        c = self.calibration(gate)
+        return dataclasses.replace(self, quality_step=c.step, quality_ratio=c.ratio,
+                                   quality_early_step=c.early_step, quality_early_ratio=c.early_ratio)
 
     def gate_step(self, budget: int) -> int:
-        return _step(DEFAULT_GATE.step if self.quality_step is None else self.quality_step, budget)
+        return _step(self.calibration().step, budget)
 
     def gate_checks(self, budget: int) -> list[tuple[int, float]]:
         """(step, ratio) of every checkpoint of the quality gate, earliest first (checkpoints
         left open: the default calibration; call `for_task` first for a task's). The earlier one
         is relative to ReLU's progress, so it needs the ReLU baseline (`quality_baseline`), and
         it comes no sooner than `MIN_EARLY_STEP` (before that ReLU has barely left chance)."""
-        cfg = self.for_task(DEFAULT_GATE)
-        assert cfg.quality_early_step is not None and cfg.quality_early_ratio is not None
-        last = (cfg.gate_step(budget), cfg.main_ratio)
-        early = (max(_step(cfg.quality_early_step, budget), MIN_EARLY_STEP)
-                 if cfg.quality_early_step > 0 and cfg.quality_baseline else last[0])
-        return [(early, cfg.quality_early_ratio), last] if early < last[0] else [last]
+        c = self.calibration()
+        last = (_step(c.step, budget), c.ratio)
+        early = (max(_step(c.early_step, budget), MIN_EARLY_STEP)
+                 if c.early_step > 0 and self.quality_baseline else last[0])
+        return [(early, c.early_ratio), last] if early < last[0] else [last]
 
     def burst_steps(self, budget: int) -> int:
         return _step(self.stability_steps, budget)
@@ -232,6 +232,6 @@ def quality_threshold(cfg: LadderConfig, chance: float, baseline: float | None,
         if metric.higher_is_better:
             return chance + cfg.quality_margin
         return chance - cfg.quality_margin * abs(chance)
-    target = chance + (cfg.main_ratio if ratio is None else ratio) * (baseline - chance)
+    target = chance + (cfg.calibration().ratio if ratio is None else ratio) * (baseline - chance)
     # never demand more than the reference itself reached (early on it can be worse than chance)
     return target if metric.better(baseline, target) else baseline
