@@ -119,7 +119,7 @@ def compare(labels: list[tuple[str, str, dict[str, Any]]], seed: int, budget: in
     tops = {label: top_formulas(runs_dir, label, seed) for label, _, _ in labels}
     space = load_space("swish")
     seeded = [space.to_candidate(g).spec for g in space.seeds()]
-    todo = sorted({f for fs in tops.values() for f in fs} | set(seeded) - set(cache))
+    todo = sorted(({f for fs in tops.values() for f in fs} | set(seeded)) - set(cache))
     deadline = time.time() + 60 * minutes
     with ProcessPoolExecutor(max(1, workers), mp_context=context) as pool:
         pending = list(todo)

@@ -203,3 +203,21 @@ def test_custom_file(tmp_path):
     g = space.sample(random.Random(0))
     assert set(t for t in g if isinstance(t, str)) <= {"add", "sin", "x", "beta"}
     assert space.to_expr(["beta"]).params() == {"beta": 0.5}
+
+
+def test_smallest_members_are_small_distinct_and_include_ordinary_shapes(space):
+    from afsearch.expr import evaluate_numpy, fingerprint, probe_points
+
+    members = space.smallest()
+    assert len(members) > 10_000
+    x = probe_points()
+    outputs = set()
+    for genotype in members[::7]:
+        _check(space, genotype)
+        assert 2 <= len(genotype) <= 5 and "x" in genotype
+        outputs.add(evaluate_numpy(space.to_expr(genotype), x).astype("float32").tobytes())
+    assert len(outputs) == len(members[::7])  # one tree per function
+    functions = {fingerprint(space.to_expr(g)) for g in members}
+    for formula in ("x * tanh(x)", "max(x, tanh(x))", "erf(x) * relu(x)", "x * sigmoid(x)", "exp(-(x^2))", "x - beta"):
+        assert fingerprint(parse(formula)) in functions, formula
+    assert fingerprint(parse("x + exp(-(x^2))")) not in functions  # six nodes

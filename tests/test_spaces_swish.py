@@ -183,6 +183,10 @@ def test_two_unit_only_space_finds_members(tmp_path):
     assert space.find("sin(x) + x") is None  # one unit only: below this space's min_units
     with pytest.raises(SpaceError):
         space.to_expr({"units": [["add", "identity", "sin"]]})
+    smallest = space.smallest()  # its smallest members have two units, and are members
+    assert smallest and all(len(g["units"]) == 2 for g in smallest)
+    for genotype in smallest:
+        space.to_candidate(genotype)
 
 
 @pytest.mark.parametrize(
@@ -211,3 +215,9 @@ def test_malformed_files(tmp_path, old, new, key, allowed):
 
 def test_shipped_file_loads_via_path():
     assert load_space(ROOT / "search_spaces" / "swish.toml").size(1) == 6250
+
+
+def test_smallest_members_are_the_one_unit_functions(space):
+    members = space.smallest()
+    assert members == list(space.distinct(1).values())
+    assert all(len(g["units"]) == 1 for g in members)

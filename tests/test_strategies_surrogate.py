@@ -3,6 +3,7 @@ swish spaces with cheap synthetic objectives (functional distance to a planted f
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -43,6 +44,17 @@ def test_shapes_equal_up_to_an_affine_map_of_the_output_share_a_key():
         other = shape_features(parse(text))
         assert other.key == base.key and np.allclose(other.vector, base.vector)
     assert shape_features(parse("max(x, sin(x))")).key != base.key
+
+
+def test_the_residual_shape_drops_the_linear_part():
+    """A formula plus a multiple of x has another shape but the same residual (the shape less
+    its component along x), which the default model sees beside the shape."""
+    base = shape_features(parse("tanh(x) - 0.2 * x"))
+    for text in ("tanh(x) + x", "3 * tanh(x) + 0.5 * x + 1"):
+        other = shape_features(parse(text))
+        assert np.linalg.norm(other.vector - base.vector) > 0.05
+        assert np.allclose(other.residual, base.residual, atol=1e-9)
+    assert abs(float(np.linalg.norm(base.residual)) - 1.0) < 1e-12
 
 
 @pytest.mark.parametrize("text", ["3 * x + 1", "beta", "x / 0 * 0 + 2", "exp(exp(exp(x)))"])
@@ -101,10 +113,31 @@ def test_layer_spaces_are_refused(name, options):
         make_strategy(name, load_space("evonorm"), random.Random(0), **options)
 
 
-@pytest.mark.parametrize("options", [{"model": "svm"}, {"pool": 0}, {"explore": 2}, {"kappa": -1}])
+@pytest.mark.parametrize("options", [{"model": "svm"}, {"pool": 0}, {"explore": 2}, {"kappa": -1}, {"library": -1},
+                                     {"library_share": 1.5}])
 def test_bad_options_are_refused(options):
     with pytest.raises(ConfigError, match="surrogate"):
         make_strategy("surrogate", load_space("gp"), random.Random(0), **options)
+
+
+def test_library_asks_train_the_spaces_smallest_members():
+    """With library_share 1 every ask after the initial samples is one of the space's smallest
+    members, never one already trained; the nearest to a good parent come first."""
+    space = load_space("swish")
+    smallest = {json.dumps(g, sort_keys=True) for g in space.smallest()}
+    s = make_strategy("surrogate", space, random.Random(0), initial=10, library_share=1.0)
+    asked = drive(s, planted(space, "max(x, sin(x))"), 60)
+    from_library = [p for p in asked if ":library" in p.origin]
+    assert len(from_library) == 50
+    assert all(json.dumps(p.genotype, sort_keys=True) in smallest for p in from_library)
+    keys = [shape_features(space.to_expr(p.genotype)).key for p in from_library]
+    assert len(set(keys)) == len(keys)
+    assert any(p.origin.endswith("library-near") for p in from_library)
+    off = make_strategy("surrogate", space, random.Random(0), initial=10, library=0)
+    assert not any("library" in p.origin for p in drive(off, planted(space, "max(x, sin(x))"), 40))
+    at_random = make_strategy("surrogate", space, random.Random(0), initial=10, library_share=1.0, library_near=0)
+    origins = {p.origin for p in drive(at_random, planted(space, "max(x, sin(x))"), 30)[10:]}
+    assert origins <= {"surrogate:library", "surrogate-explore:library"}
 
 
 def test_prescreen_picks_what_the_model_likes():

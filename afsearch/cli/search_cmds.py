@@ -248,7 +248,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "crossover_prob, prescreen; gp: mu, lambda_, cxpb, mutpb, tournament, prescreen; "
                              "nsga2: population, "
                              "cxpb, mutpb; surrogate: initial, pool, rounds, parents, model, kappa, explore, "
-                             "novelty; tpe, cmaes: n_startup_trials")
+                             "novelty, library, library_near, library_share, inputs; tpe, cmaes: n_startup_trials")
     search.add_argument("--budget", type=int, help="number of candidates to train (default: 40)")
     search.add_argument("--time", help="wall-clock limit, e.g. 90s, 30m, 1h30m")
     search.add_argument("--steps", type=int, help="training steps per evaluation (default: the task's)")

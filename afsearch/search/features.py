@@ -45,6 +45,10 @@ class ShapeFeatures:
     vector: np.ndarray
     key: str  # equal for formulas equal up to a * f(x) + b
     log_scale: float  # log10 of the output's standard deviation on the probes
+    #: `vector` less its component along x, at unit length: the shape up to a * f(x) + b + c * x,
+    #: under which a bump and the bump plus x coincide (a network scores them alike more often
+    #: than their shapes' distance suggests)
+    residual: np.ndarray
 
 
 _LIMITS = ScreenThresholds()
@@ -83,4 +87,6 @@ def shape_features(expr: Expr) -> ShapeFeatures | None:
     if slope < 0 or (slope == 0 and z[-1] < z[0]):
         z = -z
     digest = hashlib.blake2b(np.round(z * _KEY_BITS).astype(np.int64).tobytes(), digest_size=8)
-    return ShapeFeatures(z / np.sqrt(len(z)), digest.hexdigest(), float(np.log10(std)))
+    residual = z - abs(slope) * standardised
+    return ShapeFeatures(z / np.sqrt(len(z)), digest.hexdigest(), float(np.log10(std)),
+                         residual / float(np.linalg.norm(residual)))

@@ -59,6 +59,12 @@ class SearchSpace(ABC):
         space) that a strategy may evaluate first. Empty by default."""
         return []
 
+    def smallest(self) -> list[Genotype]:
+        """The space's smallest members, one per function, for a strategy to look among beside
+        its random draws (the surrogate does): simple formulas are where ordinary activations
+        live, yet a random tree of the space is rarely one. Empty by default."""
+        return []
+
     def from_params(self, params: dict[str, Any]) -> Genotype:
         """The genotype for a dict of values of `continuous` (and `choices`) parameters, as an
         Optuna trial suggests them; only spaces with continuous parameters implement it."""

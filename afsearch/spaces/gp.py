@@ -34,10 +34,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from deap import base, creator, gp
 
 from afsearch.candidate import Candidate
 from afsearch.errors import SpaceError
+from afsearch.expr.fingerprint import probe_points
 from afsearch.expr.parser import is_parameter_name, parse
 from afsearch.expr.primitives import PRIMITIVES
 from afsearch.expr.printers import to_string
@@ -59,6 +61,9 @@ SEED_FORMULAS = ("cos(x) * x",)
 MUTATIONS = ("uniform", "node_replacement", "shrink", "insert", "ephemeral", "perturb")
 CONSTANT = "const"  # name of the ephemeral-constant terminal in the primitive set
 _TRIES = 100
+#: `GPSpace.smallest` enumerates trees of up to this many nodes (over the default ops about
+#: 21,000 functions, 17,000 shapes up to an affine map; 6 nodes would be ten times as many)
+SMALLEST_NODES = 5
 
 
 def _symbolic(name: str, *args: Any) -> Any:
@@ -267,6 +272,46 @@ class GPSpace(SearchSpace):
         except SpaceError:
             return None
         return genotype
+
+    def smallest(self, max_nodes: int = SMALLEST_NODES) -> list[Genotype]:
+        """Every tree of at most `max_nodes` nodes over x and the trainable constants that uses
+        x, one per function: built bottom-up by size, a tree whose outputs on the probe points
+        equal (in float32) those of a tree found before is dropped with everything that would
+        be built on it, as are trees over the height limit or with a non-finite output. No
+        random constants: the search's constant mutations tune those."""
+        points = probe_points()
+        # (prefix tokens, outputs, height, uses x) of every kept tree, by node count
+        by_size: list[list[tuple[list[Any], np.ndarray, int, bool]]] = [[] for _ in range(max_nodes + 1)]
+        seen: set[bytes] = set()
+
+        def keep(tokens: list[Any], values: np.ndarray, height: int, uses_x: bool) -> None:
+            values = np.broadcast_to(values, points.shape)
+            if height > self.max_height or len(tokens) > self.max_size or not np.all(np.isfinite(values)):
+                return
+            key = values.astype(np.float32).tobytes()
+            if key not in seen:
+                seen.add(key)
+                by_size[len(tokens)].append((tokens, values, height, uses_x))
+
+        keep(["x"], points, 0, True)
+        for name, init in self.trainable.items():
+            keep([name], np.full_like(points, init), 0, False)
+        unary = [op for op in self.ops if PRIMITIVES[op].arity == 1]
+        binary = [op for op in self.ops if PRIMITIVES[op].arity == 2]
+        with np.errstate(all="ignore"):
+            for size in range(2, max_nodes + 1):
+                for tokens, values, height, uses_x in by_size[size - 1]:
+                    if uses_x:  # a constant sub-tree is only ever a lone trainable constant
+                        for op in unary:
+                            keep([op, *tokens], PRIMITIVES[op].numpy(values), height + 1, True)
+                for left in range(1, size - 1):
+                    for a in by_size[left]:
+                        for b in by_size[size - 1 - left]:
+                            if a[3] or b[3]:
+                                for op in binary:
+                                    keep([op, *a[0], *b[0]], PRIMITIVES[op].numpy(a[1], b[1]),
+                                         max(a[2], b[2]) + 1, True)
+        return [tokens for level in by_size for tokens, _, _, uses_x in level if uses_x and len(tokens) > 1]
 
     def seeds(self) -> list[Genotype]:
         formulas = [get_reference(n).formula for n in SEED_REFERENCES] + list(SEED_FORMULAS)

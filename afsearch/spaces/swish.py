@@ -194,6 +194,11 @@ class SwishSpace(SearchSpace):
             for combo in itertools.product(first, *([later] * (n - 1))):
                 yield {"units": [list(u) for u in combo]}
 
+    def smallest(self) -> list[Genotype]:
+        """Every genotype of the fewest units the space allows (one, by default), one per
+        function (`distinct`)."""
+        return list(self.distinct(self.min_units).values())
+
     def distinct(self, units: int = 1) -> dict[str, Genotype]:
         """fingerprint -> the first genotype (in enumeration order) computing that function."""
         seen: dict[str, Genotype] = {}

@@ -26,6 +26,9 @@ from afsearch.search.features import ShapeFeatures, shape_features
 from afsearch.spaces.base import Genotype, SearchSpace
 
 MODELS = ("gp", "knn", "forest")
+#: what the regressor sees of a formula: its shape, or its shape beside its shape less the
+#: linear part (`ShapeFeatures.residual`)
+INPUTS = ("shape", "shape+residual")
 _CACHE_LIMIT = 200_000
 
 
@@ -57,6 +60,34 @@ class ShapeCache:
             return shape_features(expr)
         except (AfsearchError, ValueError, ArithmeticError, RecursionError):
             return None
+
+
+class ShapeLibrary:
+    """The space's smallest members (`SearchSpace.smallest`), one per shape, with their shape
+    vectors stacked, for drawing at random or by nearness to a shape."""
+
+    def __init__(self, space: SearchSpace, shapes: ShapeCache) -> None:
+        self.genotypes: list[Genotype] = []
+        vectors: list[np.ndarray] = []
+        keys: set[str] = set()
+        for genotype in space.smallest():
+            features = shapes(genotype)
+            if features is not None and features.key not in keys:
+                keys.add(features.key)
+                self.genotypes.append(genotype)
+                vectors.append(features.vector)
+        self.vectors = np.stack(vectors) if vectors else np.empty((0, 0))
+
+    def __len__(self) -> int:
+        return len(self.genotypes)
+
+    def nearest(self, vector: np.ndarray, count: int) -> np.ndarray:
+        """Indices of the `count` members nearest to `vector` (unit length, like theirs), nearest first."""
+        # for unit vectors the distance grows as the dot product falls
+        similarity = self.vectors @ vector
+        count = min(count, len(similarity))
+        top = np.argpartition(-similarity, count - 1)[:count]
+        return top[np.argsort(-similarity[top], kind="stable")]
 
 
 def check_activation_space(space: SearchSpace, strategy: str, rng_sample: Genotype) -> None:
@@ -154,10 +185,13 @@ class ShapeModel:
 
     RETUNE_EVERY = 10
 
-    def __init__(self, model: str, neighbours: int = 5, window: int = 0) -> None:
+    def __init__(self, model: str, neighbours: int = 5, window: int = 0, inputs: str = "shape") -> None:
         if model not in MODELS:
             raise ConfigError(f"unknown surrogate model {model!r}; allowed: {', '.join(MODELS)}")
-        self.model = model
+        if inputs not in INPUTS:
+            raise ConfigError(f"unknown surrogate inputs {inputs!r}; allowed: {', '.join(INPUTS)}")
+        self.model, self.inputs = model, inputs
+        self._inputs: list[np.ndarray] = []
         self.neighbours = neighbours
         self.window = window  # fit on at most this many observations (the best and the latest); 0: all
         self.features: list[np.ndarray] = []
@@ -168,6 +202,7 @@ class ShapeModel:
     def add(self, features: ShapeFeatures | None, score: float) -> None:
         if features is not None:
             self.features.append(features.vector)
+            self._inputs.append(self._input(features))
             self.scores.append(score)
             self._regressor = None
 
@@ -188,12 +223,17 @@ class ShapeModel:
             self._regressor = Regressor(self.model, *self._data(n), self.neighbours, kernel)
             if self.model == "gp" and kernel is None:
                 self._kernel = (n, self._regressor.kernel)
-        return self._regressor.predict(np.stack([q.vector for q in queries]))
+        return self._regressor.predict(np.stack([self._input(q) for q in queries]))
+
+    def _input(self, features: ShapeFeatures) -> np.ndarray:
+        if self.inputs == "shape":
+            return features.vector
+        return np.concatenate([features.vector, features.residual])
 
     def _data(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Features and rank targets of the first `n` observations, at most `window` of them
         (half the best, half the latest)."""
-        x, scores = np.stack(self.features[:n]), self.scores[:n]
+        x, scores = np.stack(self._inputs[:n]), self.scores[:n]
         if self.window and n > self.window:
             order = sorted(range(n), key=lambda i: (-_finite(scores[i]), i))
             keep = sorted(set(order[: self.window // 2]) | set(range(n - self.window // 2, n)))
@@ -205,9 +245,10 @@ def _finite(score: float) -> float:
     return score if math.isfinite(score) else -1e300
 
 
-def fitted_model(model: str, window: int, shapes: ShapeCache, results: list[dict[str, Any]]) -> ShapeModel:
+def fitted_model(model: str, window: int, shapes: ShapeCache, results: list[dict[str, Any]],
+                 inputs: str = "shape") -> ShapeModel:
     """A `ShapeModel` fitted to `results` ({"genotype", "score"} records, in the order told)."""
-    fitted = ShapeModel(model, window=window)
+    fitted = ShapeModel(model, window=window, inputs=inputs)
     for result in results:
         fitted.add(shapes(result["genotype"]), result["score"])
     return fitted

@@ -4,14 +4,19 @@ After the seeds and `initial` random samples, every ask draws a pool of `pool` c
 candidates: random samples (share `sample_share`), crossovers of two of the `parents` best
 results so far (share `crossover_share`, where the space crosses) and mutations of one of them
 (the rest); `rounds` times, each further round varying the most promising members of the
-pool so far. Each pool member is described by its shape on the fingerprint probes
-(`afsearch.search.features`); members the screen would reject, and members whose shape (up to
-the output's scale, shift and sign, which the next linear layer absorbs) was already trained
-or is in flight, are dropped. A regressor (`model`: gp, knn or forest; `_surrogate.py`) fitted
-to the ranks of all results so far predicts each member's rank with an uncertainty, and the
-member with the best upper confidence bound (mean + `kappa` * std) is proposed; with
-probability `explore`, the most uncertain member is proposed instead. With `kappa` = 0 and
-`explore` = 0 the search is greedy.
+pool so far. A share `library_share` of the asks draws instead up to `library` of the space's
+smallest members (`SearchSpace.smallest`: every one-unit Swish formula, every gp tree of up
+to five nodes), `library_near` of them the nearest in shape to the parents and the rest at random:
+simple formulas are where ordinary activations live, and a mutation of a good complicated
+formula seldom reaches the simple one beside it. Each pool member is described by its shape
+on the fingerprint probes (`afsearch.search.features`); members the screen would reject, and
+members whose shape (up to the output's scale, shift and sign, which the next linear layer
+absorbs) was already trained or is in flight, are dropped. A regressor (`model`: gp, knn or
+forest; `_surrogate.py`), fitted to the ranks of all results so far on the members' `inputs`
+(the shape, or the shape beside the shape less its linear part), predicts each member's rank
+with an uncertainty, and the member with the best upper confidence bound (mean + `kappa` *
+std) is proposed; with probability `explore`, the most uncertain member is proposed instead.
+With `kappa` = 0 and `explore` = 0 the search is greedy.
 
 State is JSON: the results told (genotype and score), the proposals in flight and the random
 stream; the model is refitted from the results, so a restored strategy proposes exactly what
@@ -29,8 +34,10 @@ from afsearch.errors import ConfigError
 from afsearch.jsonsafe import float_from_json, json_safe
 from afsearch.search.features import ShapeFeatures
 from afsearch.search.strategies._surrogate import (
+    INPUTS,
     MODELS,
     ShapeCache,
+    ShapeLibrary,
     ShapeModel,
     check_activation_space,
     far_from,
@@ -48,10 +55,14 @@ class SurrogateSearch(Strategy):
     name = "surrogate"
     # rounds 3 x pool 100: on the planted suite's tuning seeds 100-101 (14 formulas x 2 seeds,
     # budget 300) it found 17 of 28, 1 x 300 15 of 28, evolution and gp with the pre-screen 9 and
-    # 10 of 24 (`scripts/bench_search.py --suite`; the README's Strategies section)
+    # 10 of 24. The library asks (2000 drawn, 200 of them near the parents, 30% of the asks) with
+    # the shape+residual inputs found 46 of 56 on seeds 100-103; 200 drawn (100 near) with the
+    # shape alone 43 of 56; without the library 18 of 28 on seeds 100-101
+    # (`scripts/bench_search.py --suite`; the README's Strategies section)
     defaults: dict[str, Any] = {"initial": 20, "pool": 100, "rounds": 3, "parents": 10, "sample_share": 0.2,
                                 "crossover_share": 0.2, "model": "gp", "kappa": 1.0, "explore": 0.1,
-                                "novelty": 0.02, "window": 400}
+                                "novelty": 0.02, "window": 400, "library": 2000, "library_near": 200, "library_share": 0.3,
+                                "inputs": "shape+residual"}
 
     def __init__(self, space: SearchSpace, rng: random.Random, seeds: list[Genotype] | None = None,
                  **options: Any) -> None:
@@ -62,10 +73,16 @@ class SurrogateSearch(Strategy):
         self.crossover_share = float(opts["crossover_share"]) if space.has_crossover else 0.0
         self.explore, self.model_name, self.window = float(opts["explore"]), str(opts["model"]), int(opts["window"])
         self.rounds, self.novelty = int(opts["rounds"]), float(opts["novelty"])
-        if min(self.initial, self.pool_size, self.parents, self.rounds) < 1 or min(self.window, self.kappa, self.novelty) < 0 or \
-                not (0 <= self.sample_share <= 1 and 0 <= self.crossover_share <= 1 and 0 <= self.explore <= 1):
-            raise ConfigError(f"strategy 'surrogate': initial, pool and parents must be >= 1, window and kappa "
-                              f">= 0, sample_share, crossover_share and explore in [0, 1]; got {opts}")
+        self.library_draws, self.library_share = int(opts["library"]), float(opts["library_share"])
+        self.library_near = min(int(opts["library_near"]), self.library_draws)
+        if min(self.initial, self.pool_size, self.parents, self.rounds) < 1 or \
+                min(self.window, self.kappa, self.novelty, self.library_draws, self.library_near) < 0 or \
+                not all(0 <= v <= 1 for v in (self.sample_share, self.crossover_share, self.explore, self.library_share)):
+            raise ConfigError(f"strategy 'surrogate': initial, pool and parents must be >= 1, window, kappa "
+                              f"library and library_near >= 0, sample_share, crossover_share, explore and library_share in [0, 1]; got {opts}")
+        self.inputs = str(opts["inputs"])
+        if self.inputs not in INPUTS:
+            raise ConfigError(f"strategy 'surrogate': unknown inputs {self.inputs!r}; allowed: {', '.join(INPUTS)}")
         if self.model_name not in MODELS:
             raise ConfigError(f"strategy 'surrogate': unknown model {self.model_name!r}; allowed: {', '.join(MODELS)}")
         check_activation_space(space, self.name, space.sample(random.Random(0)))
@@ -74,6 +91,7 @@ class SurrogateSearch(Strategy):
         self.in_flight: dict[int, Genotype] = {}  # asked, not told
         self.asked = 0  # proposals made (seeds included)
         self._model: ShapeModel | None = None  # rebuilt from `results`
+        self._library: ShapeLibrary | None = None  # built on first use (a pure function of the space)
 
     # -- ask ------------------------------------------------------------------------------------
     def ask(self) -> Proposal | None:
@@ -90,8 +108,9 @@ class SurrogateSearch(Strategy):
         model, known, parents = self._fitted(), self._known_vectors(), self._parents()
         members: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]] = []
         means, stds = np.empty(0), np.empty(0)
-        for _ in range(self.rounds):
-            drawn = self._draw(parents, known, members)
+        from_library = self.library_draws > 0 and self.rng.random() < self.library_share
+        for _ in range(1 if from_library else self.rounds):
+            drawn = self._from_library(parents, known) if from_library else self._draw(parents, known, members)
             if not drawn:
                 break
             prediction = model.predict([features for _, _, features in drawn])
@@ -134,8 +153,7 @@ class SurrogateSearch(Strategy):
         """Up to `pool` new members: samples, crossovers and mutations of `parents`, each valid,
         new in shape (at least `novelty` from every trained or in-flight shape) and not
         already in the pool."""
-        drawn: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]] = []
-        seen = {f.key for _, _, f in members}
+        picks: list[tuple[Genotype, tuple[str, list[int]]]] = []
         for _ in range(self.pool_size):
             r = self.rng.random()
             if r < self.sample_share:
@@ -147,11 +165,43 @@ class SurrogateSearch(Strategy):
             else:
                 a = self.rng.choice(parents)
                 genotype, how = self.space.mutate(a["genotype"], self.rng), ("mutation", [a["key"]])
-            features = self.shapes(genotype)
-            if features is None or features.key in seen:
+            picks.append((genotype, how))
+        return self._new_shapes(picks, {f.key for _, _, f in members}, known)
+
+    def _from_library(self, parents: list[dict[str, Any]], known: list[np.ndarray]
+                      ) -> list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]]:
+        """Up to `library` of the space's smallest members not yet trained: for each parent the
+        nearest few in shape (a simple formula close to a good complicated one, which no
+        mutation of the latter may reach), `library_near` in all, and the rest at random."""
+        if self._library is None:
+            self._library = ShapeLibrary(self.space, self.shapes)
+        library = self._library
+        if not len(library):
+            return []
+        near = self.library_near
+        per_parent = near // max(1, len(parents)) or min(near, 1)
+        picks: list[tuple[Genotype, tuple[str, list[int]]]] = []
+        for parent in parents:
+            features = self.shapes(parent["genotype"])
+            if features is None or per_parent == 0:
                 continue
-            seen.add(features.key)
-            drawn.append((genotype, how, features))
+            closest = library.nearest(features.vector, 4 * per_parent)
+            fresh = closest[far_from(library.vectors[closest], known, self.novelty)][:per_parent]
+            picks += [(library.genotypes[i], ("library-near", [parent["key"]])) for i in fresh]
+        count = min(len(library), self.library_draws - near)
+        picks += [(library.genotypes[i], ("library", [])) for i in self.rng.sample(range(len(library)), count)]
+        return self._new_shapes(picks, set(), known)
+
+    def _new_shapes(self, picks: list[tuple[Genotype, tuple[str, list[int]]]], seen: set[str],
+                    known: list[np.ndarray]) -> list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]]:
+        """`picks` with their shapes, first of each shape only, leaving out invalid ones, shapes
+        in `seen` and shapes within `novelty` of a `known` one."""
+        drawn: list[tuple[Genotype, tuple[str, list[int]], ShapeFeatures]] = []
+        for genotype, how in picks:
+            features = self.shapes(genotype)
+            if features is not None and features.key not in seen:
+                seen.add(features.key)
+                drawn.append((genotype, how, features))
         if not drawn:
             return drawn
         novel = far_from(np.stack([f.vector for _, _, f in drawn]), known, self.novelty)
@@ -164,7 +214,7 @@ class SurrogateSearch(Strategy):
 
     def _fitted(self) -> ShapeModel:
         if self._model is None:
-            self._model = fitted_model(self.model_name, self.window, self.shapes, self.results)
+            self._model = fitted_model(self.model_name, self.window, self.shapes, self.results, self.inputs)
         return self._model
 
     # -- tell -----------------------------------------------------------------------------------
