@@ -472,6 +472,7 @@ def analyse_task(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
         screened = {f for f in both if not static_screen(f).passed}
         replay_sweep(cache, task, both, protocol, quartile, relu, screened)
         oracle_bound(cache, task, both, protocol, quartile, truth, relu, screened)
+        envelope_bound(cache, task, both, protocol, quartile, relu, screened)
     return {"truth": truth, "proxy": proxy, "quartile": quartile, "formulas": both}
 
 
@@ -636,6 +637,61 @@ def oracle_bound(cache: Cache, task: str, formulas: Sequence[str], protocol: Pro
         steps -= sum(budget - first for f in below[m])
         print(f"    an oracle rejecting those more than {m:.2f} below the cut at step {first} would save "
               f"{1 - steps / (budget * len(formulas)):.0%}")
+
+
+def envelope_bound(cache: Cache, task: str, formulas: Sequence[str], protocol: Protocol,
+                   quartile: set[str], relu: dict[str, Any], screened: set[str]) -> None:
+    """The most a gate of the ladder's kind (a share of the reference's progress at fixed
+    checkpoints) could save without a false rejection, even tuned on the answers: a check at
+    every recorded checkpoint from `MIN_EARLY_STEP` on, each demanding the least progress any
+    top-quartile candidate shows there on any seed measured (the proxy seed and the early
+    seeds); a candidate stops at the first check it misses."""
+    from afsearch.evaluate.ladder import MIN_EARLY_STEP
+
+    t = task_of(task)
+    budget = t.recipe.steps
+    source = 1 if t.metric.source == "loss" else 0
+    chance = t.chance
+
+    def progress(record: dict[str, Any], base: dict[str, Any]) -> dict[int, float]:
+        """step -> share of the reference's progress beyond chance (where it has made some)"""
+        at = {step: _value(values[source]) for step, *values in record["history"]}
+        out = {}
+        for s, b in ((step, _value(values[source])) for step, *values in base["history"]):
+            if MIN_EARLY_STEP <= s < budget and t.metric.better(b, chance):
+                value = at.get(s, math.nan)
+                out[s] = (value - chance) / (b - chance) if t.metric.finite(value) else -math.inf
+        return out
+
+    seeds = [(protocol.proxy_seed, "proxy", relu)] + [
+        (s, "early", cache.get(run_key("early", task, s, reference_formula("relu")))) for s in protocol.early_seeds]
+    floor: dict[int, float] = {}
+    measured = 0
+    for seed, kind, base in seeds:
+        runs = {f: cache.get(run_key(kind, task, seed, f)) for f in quartile}
+        if base is None or any(r is None for r in runs.values()):
+            continue
+        measured += 1
+        for f, rec in runs.items():
+            if "error" in rec or f in screened:
+                continue
+            for s, p in progress(rec, base).items():
+                floor[s] = min(floor.get(s, math.inf), p)
+    steps = sorted(floor)
+    spent = 0
+    rejected = 0
+    for f in formulas:
+        rec = cache.get(run_key("proxy", task, protocol.proxy_seed, f))
+        if f in screened or "error" in rec:
+            rejected += 1
+            continue
+        mine = progress(rec, relu)
+        stop = next((s for s in steps if mine.get(s, -math.inf) < floor[s]), None)
+        rejected += stop is not None
+        spent += budget if stop is None else stop
+    print(f"  envelope: checks at steps {', '.join(str(s) for s in steps)}, each demanding the least progress "
+          f"of a top-quartile candidate there on {measured} seed(s) (tuned on the answers): would reject "
+          f"{rejected} (screen included) and save {1 - spent / (budget * len(formulas)):.0%}")
 
 
 def analyse(cache: Cache, formulas: Sequence[str], tasks: Sequence[str], protocol: Protocol,
