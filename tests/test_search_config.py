@@ -36,6 +36,8 @@ def test_file_then_overrides(tmp_path):
         ({"objectives": ["speed"]}, "objective"),
         ({"name": "../escape"}, "not a valid run name"),
         ({"ladder": "yes"}, "expected bool"),
+        ({"shortlist": -1}, "shortlist"),
+        ({"shortlist_seeds": 0}, "shortlist_seeds"),
     ],
 )
 def test_invalid_configs_name_the_key(data, fragment):

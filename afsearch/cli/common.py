@@ -106,6 +106,12 @@ def validation_lines(report: dict[str, Any]) -> list[str]:
     task when the run scores on several, then which winners beat the best baseline on all."""
     parts = report.get("tasks") or [report]
     lines = []
+    shortlist = report.get("shortlist")
+    if shortlist:
+        rank = {row["id"]: row["search_rank"] for row in shortlist["rows"]}
+        lines.append(f"shortlist: the best {len(shortlist['rows'])} by search score retrained on "
+                     f"{len(shortlist['seeds'])} seeds of their own; validating the best by {shortlist['aggregate']} "
+                     "relative delta there: " + ", ".join(f"#{i} (search rank {rank[i]})" for i in shortlist["picked"]))
     for part in parts:
         if len(parts) > 1:
             lines.append(f"{part['task']} ({part['steps']} steps):")

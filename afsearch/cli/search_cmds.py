@@ -44,6 +44,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend, "workers": args.workers, "ray_address": args.ray_address,
         "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
         "timeout_s": args.timeout, "validate_top": args.validate_top, "data_dir": args.data_dir,
+        "shortlist": args.shortlist, "shortlist_seeds": args.shortlist_seeds,
         "pack": args.pack, "device": args.device, "scheduler": args.scheduler,
     }
     if args.time is not None:
@@ -209,6 +210,10 @@ def _validate(args: argparse.Namespace) -> int:
             config.validate_seeds = args.seeds
         if args.steps is not None:
             config.validate_steps = args.steps
+        if args.shortlist is not None:
+            config.shortlist = args.shortlist
+        if args.shortlist_seeds is not None:
+            config.shortlist_seeds = args.shortlist_seeds
         for key in ("backend", "workers", "cpus_per_trial", "gpus_per_trial", "device"):
             if getattr(args, key) is not None:
                 setattr(config, key, getattr(args, key))
@@ -221,6 +226,14 @@ def _validate(args: argparse.Namespace) -> int:
     for line in validation_lines(report):
         print(line)
     return 0
+
+
+def _shortlist_args(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--shortlist", type=bounded_int(*LIMITS["shortlist"]), metavar="N",
+                        help="first retrain the best N by search score on --shortlist-seeds seeds of their own and "
+                             f"validate the best of those (against the winner's curse; default: {default})")
+    parser.add_argument("--shortlist-seeds", type=bounded_int(*LIMITS["shortlist_seeds"]), metavar="K",
+                        help="seeds of the shortlist's retraining (default: 2)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -272,6 +285,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(asynchronous successive halving, eta 3), none")
     search.add_argument("--baselines", help="comma list of reference activations to compare with")
     search.add_argument("--validate-top", type=int, help="retrain the best K on fresh seeds at the end (default: 3)")
+    _shortlist_args(search, "0: off")
     search.add_argument("--data-dir", help="local CIFAR-10 python batches for cifar10-resnet")
     search.add_argument("--device", default="auto", help="where candidates train: auto (cuda when a GPU is visible, else cpu), cpu, cuda, cuda:N (default: %(default)s)")
     output = search.add_mutually_exclusive_group()
@@ -303,6 +317,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     validate.add_argument("--top", type=bounded_int(1, MAX_TOP), help="retrain the best K candidates (default: the run's validate_top, 3)")
     validate.add_argument("--seeds", type=bounded_int(*LIMITS["validate_seeds"]), help="fresh seeds per candidate (default: the run's validate_seeds, 5)")
     validate.add_argument("--steps", type=bounded_int(*LIMITS["validate_steps"]), help="training steps (default: the run's validate_steps, else its search steps)")
+    _shortlist_args(validate, "the run's shortlist, 0: off")
     validate.add_argument("--backend", choices=("ray", "local"), help="default: the run's backend")
     validate.add_argument("--workers", type=bounded_int(*LIMITS["workers"]),
                           help="concurrent evaluations (default: the run's setting; unset: all CPUs / --cpus-per-trial)")

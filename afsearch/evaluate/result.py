@@ -96,6 +96,11 @@ class EvalResult:
         loss = self.metric_spec.source == "loss"
         return [s.test_loss if loss else s.test_accuracy for s in self.per_seed]
 
+    def val_values(self) -> list[float]:
+        """Per-seed validation values of the metric (what selection may read)."""
+        loss = self.metric_spec.source == "loss"
+        return [s.val_loss if loss else s.val_accuracy for s in self.per_seed]
+
     @property
     def score(self) -> float:
         """Higher is better (the metric's value, negated for lower-is-better metrics: for

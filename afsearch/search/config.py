@@ -71,6 +71,10 @@ class SearchConfig:
     seed_population: bool = True
     validate_top: int = 3
     validate_seeds: int = 5
+    #: > validate_top: retrain the best `shortlist` by search score on `shortlist_seeds` seeds
+    #: of their own and validate the best of them on those (`afsearch.search.validate`); 0: off
+    shortlist: int = 0
+    shortlist_seeds: int = 2
     validate_steps: int | None = None
     data_dir: str | None = None
     #: where candidates train: auto (cuda when the worker sees a GPU, else cpu), cpu, cuda, cuda:N
@@ -234,6 +238,8 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {
     "validate_top": (0, 10_000),
     "validate_seeds": (1, 1000),
     "validate_steps": (1, 10_000_000),
+    "shortlist": (0, 10_000),
+    "shortlist_seeds": (1, 1000),
 }
 
 #: what a value inside strategy_options / task_config may be (TOML tables and lists of
@@ -266,6 +272,7 @@ def _expect_types(config: SearchConfig, source: str) -> None:
         "timeout_s": (int, float), "pack": (int, type(None)), "ladder": (bool,), "scheduler": (str,), "task_aggregate": (str,), "baselines": (list, type(None)),
         "seed_population": (bool,),
         "validate_top": (int,), "validate_seeds": (int,), "validate_steps": (int, type(None)),
+        "shortlist": (int,), "shortlist_seeds": (int,),
         "data_dir": (str, type(None)), "user_tasks": (dict,), "device": (str,),
     }
     for key, types in expected.items():

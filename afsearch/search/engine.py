@@ -286,16 +286,18 @@ class Search:
         return summary
 
     def validate(self, top: int | None = None, seeds: int | None = None,
-                 steps: int | None = None) -> dict[str, Any]:
+                 steps: int | None = None, shortlist: int | None = None) -> dict[str, Any]:
         """Retrain the best `top` candidates (default: `config.validate_top`) on `seeds` fresh
         seeds (default: `config.validate_seeds`) for `steps` (default: `validate_steps`, else
         the search's) beside the baselines, as `afsearch search` does after a finished search
-        and `afsearch validate` on demand; recorded in the run. Returns the report that
-        `afsearch validate --json` prints: "rows" (formula, baseline, per_seed, mean, std,
-        p_value, beats_baseline), "best_baseline", "test", "steps", "seeds"."""
+        and `afsearch validate` on demand; recorded in the run. With `shortlist` (default:
+        `config.shortlist`) > `top`, the `top` are the best of the best `shortlist` retrained on
+        seeds of their own (`afsearch.search.validate`). Returns the report that `afsearch
+        validate --json` prints: "rows" (formula, baseline, per_seed, mean, std, p_value,
+        beats_baseline), "best_baseline", "test", "steps", "seeds", and "shortlist" if any."""
         from afsearch.search.validate import validate_run
 
-        asked = {"validate_top": top, "validate_seeds": seeds, "validate_steps": steps}
+        asked = {"validate_top": top, "validate_seeds": seeds, "validate_steps": steps, "shortlist": shortlist}
         config = replace(self.config, **{k: v for k, v in asked.items() if v is not None})
         config.validate()
         return validate_run(self.store, config, on_event=self.on_event)

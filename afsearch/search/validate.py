@@ -7,7 +7,14 @@ the best baseline seed by seed (`afsearch.search.stats`): the mean paired differ
 t interval, the standardised effect d_z, and a one-sided paired t-test whose p-values are
 Holm-corrected over the winners of the round. "Beats the best baseline" means a corrected
 p < 0.05 *and* a better mean. With few seeds the test has little power: a candidate that is not
-significant is not shown to be worse."""
+significant is not shown to be worse.
+
+A shortlist (`SearchConfig.shortlist` > `validate_top`, off by default) fights the winner's curse
+of picking by one noisy training seed: the best `shortlist` by search score are first retrained,
+with the baselines, on `shortlist_seeds` seeds of their own (neither the search's nor
+validation's), and the `validate_top` best by the run's aggregate of *validation* relative
+deltas on those seeds go on to validation. Selection never reads a test split, so the test on
+the fresh seeds stays as unbiased as without it."""
 
 from __future__ import annotations
 
@@ -26,12 +33,14 @@ from afsearch.report.runs import (
     VALIDATION_FILE,
     leaderboard_rows,
     record_candidate,
+    run_aggregate,
     run_metric,
     run_tasks,
     search_order,
 )
 from afsearch.search.config import SearchConfig
 from afsearch.search.events import SearchEvent
+from afsearch.search.objectives import aggregate_deltas, task_delta
 from afsearch.search.preflight import executor_for
 from afsearch.search.seeding import derive_seed
 from afsearch.search.stats import holm, paired_difference
@@ -52,10 +61,12 @@ def test_name(metric: Metric) -> str:
 
 def validate_run(store: RunStore, config: SearchConfig, executor: Executor | None = None,
                  on_event: Callable[[Any], None] | None = None) -> dict[str, Any]:
-    """Retrain the top `config.validate_top` by search score beside the baselines on fresh
-    seeds, on every task of the run (one round; all of its jobs run together). The report is
+    """Retrain the top `config.validate_top` by search score (or, with a shortlist, the best
+    of the shortlist on its own seeds) beside the baselines on fresh seeds, on every task of
+    the run (one round; all of its jobs run together). The report is
     the main task's, as it always was, plus "tasks": one such report per task, and
-    "beats_every_task": the ids of the winners that beat the best baseline on each task."""
+    "beats_every_task": the ids of the winners that beat the best baseline on each task, and
+    "shortlist" (its seeds, aggregate, rows best first and the ids picked) when there was one."""
     import json
 
     tasks = run_tasks(store)
@@ -66,33 +77,19 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
     # chosen by search score, never by an earlier validation: validating again must not just
     # confirm the previous round's picks when the search has found better candidates since
     rows = search_order(leaderboard_rows(store, top=10_000), metric.higher_is_better)
-    top = [r for r in rows if r["origin"] != BASELINE][: config.validate_top]
-    plans = [(task, config.validate_steps or steps, task_metric_, _entries(store, config, top))
-             for task, steps, task_metric_ in tasks]
+    ranked = [r for r in rows if r["origin"] != BASELINE]
+    top = ranked[: config.validate_top]
+    shortlist: dict[str, Any] | None = None
     own = executor is None
     if executor is None:
         executor = executor_for(config)
     started = time.time()
-    requests = {}
     try:
-        for t, (task, steps, _, entries) in enumerate(plans):
-            task_config = config.task_config_for(task)
-            for i, entry in enumerate(entries):
-                requests[f"v{t}_{i}"] = (entry, EvalRequest(
-                    (entry["candidate"],), task, steps, tuple(seeds), ladder=None, task_config=task_config,
-                    device=None if config.device == "auto" else config.device))
-        for job_id, (_, request) in requests.items():
-            executor.submit(Job(job_id, request.to_json(), config.timeout_s * len(seeds)))
-        remaining = len(requests)
-        while remaining:
-            for job in executor.poll(timeout=1.0):
-                remaining -= 1
-                entry, request = requests[job.job_id]
-                (res,) = EvalReply.from_job(request, job).results
-                entry["per_seed"] = res.test_values() if res.ok else []
-                if not res.ok:
-                    entry["error"] = res.reason if res.stage == WORKER_STAGE else \
-                        f"{res.status} at {res.stage}: {res.reason}"
+        if config.shortlist > config.validate_top and len(ranked) > config.validate_top:
+            top, shortlist = _shortlisted(store, config, executor, tasks, ranked[: config.shortlist])
+        plans = [(task, config.validate_steps or steps, task_metric_, _entries(store, config, top))
+                 for task, steps, task_metric_ in tasks]
+        _train(executor, config, plans, seeds, lambda res: res.test_values())
     finally:
         if own:
             executor.shutdown()
@@ -106,16 +103,91 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
             reports.append({"round": number, **report})
     main = dict(reports[0])
     main["seconds"] = time.time() - started
+    if shortlist is not None:
+        main["shortlist"] = shortlist
     if len(reports) > 1:
         main["tasks"] = reports
         main["beats_every_task"] = [r["id"] for r in top if all(
             any(row["id"] == r["id"] and row["beats_baseline"] for row in rep["rows"]) for rep in reports)]
     write_atomic(store.path / VALIDATION_FILE, json.dumps(main, indent=2) + "\n")
+    if shortlist is not None:
+        store.log(f"validation round {number}: shortlist of {len(shortlist['rows'])} retrained on "
+                  f"{len(shortlist['seeds'])} seeds; picked {', '.join(f'#{i}' for i in shortlist['picked'])}")
     store.log(f"validation round {number}: top {len(top)} on {len(seeds)} fresh seeds on "
               f"{', '.join(f'{t} ({s} steps)' for t, s, _, _ in plans)}")
     if on_event is not None:
         on_event(SearchEvent("validate", {"rows": main["rows"], "best_baseline": main["best_baseline"]}))
     return main
+
+
+def _train(executor: Executor, config: SearchConfig, plans: list[tuple[str, int, Metric, list[dict[str, Any]]]],
+           seeds: list[int], values: Callable[[Any], list[float]], prefix: str = "v") -> None:
+    """Train every entry of every task's plan on `seeds` with the ladder off, all jobs at
+    once (job ids start with `prefix`, unique per executor); each entry gets "per_seed"
+    (`values` of its result: test or validation values) and, when it failed, "error"."""
+    requests = {}
+    for t, (task, steps, _, entries) in enumerate(plans):
+        task_config = config.task_config_for(task)
+        for i, entry in enumerate(entries):
+            requests[f"{prefix}{t}_{i}"] = (entry, EvalRequest(
+                (entry["candidate"],), task, steps, tuple(seeds), ladder=None, task_config=task_config,
+                device=None if config.device == "auto" else config.device))
+    for job_id, (_, request) in requests.items():
+        executor.submit(Job(job_id, request.to_json(), config.timeout_s * len(seeds)))
+    remaining = len(requests)
+    while remaining:
+        for job in executor.poll(timeout=1.0):
+            remaining -= 1
+            entry, request = requests[job.job_id]
+            (res,) = EvalReply.from_job(request, job).results
+            entry["per_seed"] = values(res) if res.ok else []
+            if not res.ok:
+                entry["error"] = res.reason if res.stage == WORKER_STAGE else \
+                    f"{res.status} at {res.stage}: {res.reason}"
+
+
+def shortlist_seeds(master: int, count: int) -> list[int]:
+    """The seeds a shortlist retrains on: derived from the run's master seed, disjoint from
+    the search's training seeds and from every validation round's."""
+    return [derive_seed(master, "shortlist", i) for i in range(count)]
+
+
+def _shortlisted(store: RunStore, config: SearchConfig, executor: Executor,
+                 tasks: list[tuple[str, int, Metric]], pool: list[dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Retrain `pool` (rows in search order) and the baselines on the shortlist seeds at the
+    search's steps; return the `validate_top` best by the run's aggregate of per-task relative
+    deltas of the mean validation metric to that task's best baseline on the same seeds (a
+    candidate that failed on a task ranks last; ties keep search order), and the record of it."""
+    seeds = shortlist_seeds(config.seed, config.shortlist_seeds)
+    plans = [(task, steps, metric, _entries(store, config, pool)) for task, steps, metric in tasks]
+    _train(executor, config, plans, seeds, lambda res: res.val_values(), prefix="s")
+    how = run_aggregate(store)
+    deltas: dict[int, list[float]] = {row["id"]: [] for row in pool}
+    means: dict[int, dict[str, float | None]] = {row["id"]: {} for row in pool}
+    for task, _, metric, entries in plans:
+        mean = {id(e): _mean_or_none(e["per_seed"]) for e in entries}
+        best = metric.best([mean[id(e)] for e in entries if e["baseline"] and mean[id(e)] is not None])
+        for e in entries:
+            if not e["baseline"]:
+                value = mean[id(e)]
+                means[e["id"]][task] = value
+                deltas[e["id"]].append(-math.inf if value is None else task_delta(metric, value, best))
+    score = {cid: aggregate_deltas(d, how) for cid, d in deltas.items()}
+    order = sorted(pool, key=lambda row: -score[row["id"]])  # stable: ties keep search order
+    picked = order[: config.validate_top]
+    record = {
+        "seeds": seeds, "aggregate": how, "picked": [row["id"] for row in picked],
+        "rows": [{"id": row["id"], "formula": row["formula"], "search_rank": pool.index(row) + 1,
+                  "score": score[row["id"]] if math.isfinite(score[row["id"]]) else None,
+                  "tasks": means[row["id"]]} for row in order],
+    }
+    return picked, record
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.fmean(finite) if len(finite) == len(values) and finite else None
 
 
 def _entries(store: RunStore, config: SearchConfig, top: list[dict[str, Any]]) -> list[dict[str, Any]]:
