@@ -85,7 +85,7 @@ def validate_run(store: RunStore, config: SearchConfig, executor: Executor | Non
         executor = executor_for(config)
     started = time.time()
     try:
-        if config.shortlist > config.validate_top and len(ranked) > config.validate_top:
+        if 0 < config.validate_top < min(config.shortlist, len(ranked)):
             top, shortlist = _shortlisted(store, config, executor, tasks, ranked[: config.shortlist])
         plans = [(task, config.validate_steps or steps, task_metric_, _entries(store, config, top))
                  for task, steps, task_metric_ in tasks]
