@@ -198,25 +198,23 @@ def _extends(config: dict[str, Any], overrides: dict[str, Any]) -> bool:
     return limit is not None and had is not None and limit > had
 
 
+#: `afsearch validate` flag -> the run's config field it overrides
+_VALIDATE_FLAGS = {
+    "top": "validate_top", "seeds": "validate_seeds", "steps": "validate_steps",
+    "shortlist": "shortlist", "shortlist_seeds": "shortlist_seeds",
+    **{key: key for key in ("backend", "workers", "cpus_per_trial", "gpus_per_trial", "device")},
+}
+
+
 def _validate(args: argparse.Namespace) -> int:
     from afsearch.search.validate import validate_run
 
     path = resolve_run(args.run, args.runs_dir)
     with RunStore.open(path, "rw") as store:
         config = SearchConfig.from_dict(dict(store.config), str(path / "config.toml"))
-        if args.top is not None:
-            config.validate_top = args.top
-        if args.seeds is not None:
-            config.validate_seeds = args.seeds
-        if args.steps is not None:
-            config.validate_steps = args.steps
-        if args.shortlist is not None:
-            config.shortlist = args.shortlist
-        if args.shortlist_seeds is not None:
-            config.shortlist_seeds = args.shortlist_seeds
-        for key in ("backend", "workers", "cpus_per_trial", "gpus_per_trial", "device"):
-            if getattr(args, key) is not None:
-                setattr(config, key, getattr(args, key))
+        for flag, key in _VALIDATE_FLAGS.items():
+            if getattr(args, flag) is not None:
+                setattr(config, key, getattr(args, flag))
         config.validate()
         report = validate_run(store, config)
     if args.json:
